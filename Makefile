@@ -1,0 +1,46 @@
+# The two commands a new user needs: `make demo` and `make test`. Each installs what it needs.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+
+.PHONY: demo test lint typecheck unit bootstrap sysdeps release clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+bootstrap: $(VENV)/.installed
+
+# Debian packages the tests and the SSH demo need: a real OpenSSH server, flock, openssl.
+sysdeps:
+	@command -v /usr/sbin/sshd >/dev/null || { \
+	  echo "installing openssh-server (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; }
+	@command -v flock >/dev/null || { apt-get update -qq && apt-get install -y -qq util-linux >/dev/null; }
+	@command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
+
+lint: bootstrap
+	$(BIN)/ruff check gate tests tasks.py matrix.py examples
+	$(BIN)/ruff format --check gate tests tasks.py matrix.py examples
+
+typecheck: bootstrap
+	$(BIN)/mypy
+
+test: bootstrap sysdeps lint typecheck
+	$(BIN)/pytest -q
+
+unit: bootstrap
+	$(BIN)/pytest -q tests/unit
+
+demo: bootstrap sysdeps
+	$(PY) scripts/demo.py
+
+# The release is blocked unless the gate passes against the inventory's box.
+release: bootstrap
+	$(BIN)/invoke gate --host $${GATE_HOST:?set GATE_HOST to an inventory name} --lifecycle --fault-injection
+
+clean:
+	rm -rf $(VENV) results boxes
