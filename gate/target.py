@@ -1,0 +1,467 @@
+"""How the gate reaches a box: one small interface, a local and an SSH implementation.
+
+    Target.run(command, timeout=..., stdin=...) -> Result
+        ├── LocalTarget   invoke, a /bin/sh subprocess on this machine
+        └── SSHTarget     fabric, an exec channel per command, host keys verified
+
+`Target.run` owns timing and classification (ok / failed / unreachable); the two
+implementations override only `_exchange`, the I/O. A persistent-shell transport can
+slot in later as a third `_exchange`. Third-party errors (paramiko, invoke, socket)
+are mapped to gate errors here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import codecs
+import contextlib
+import enum
+import hashlib
+import io
+import os
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+import fabric
+import paramiko
+from fabric.runners import Remote as _FabricRemote
+from invoke.config import Config as InvokeConfig
+from invoke.context import Context as InvokeContext
+from invoke.exceptions import CommandTimedOut, ThreadException
+from invoke.runners import Local as _InvokeLocal
+
+from gate.errors import HostKeyError, Unreachable, UsageError
+from gate.inventory import HostSpec
+
+SSH_FAILURE_CODE = 255
+"""The exit code ssh itself uses for its own failures: never the command's verdict."""
+
+DEFAULT_PROJECT_KNOWN_HOSTS = Path("inventory/known_hosts")
+USER_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
+STDIN_CHUNK = 64 * 1024
+ACCEPT_FLAG = "--accept-new-host-key"
+
+
+class Outcome(enum.Enum):
+    """What running a command told us: it worked, it failed, or we could not ask."""
+
+    OK = "ok"
+    FAILED = "failed"
+    UNREACHABLE = "unreachable"
+
+
+@dataclass(frozen=True)
+class Result:
+    """A finished command, as a value: what was sent, what came back, how long it took."""
+
+    command: str
+    outcome: Outcome
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    duration: float
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.OK
+
+
+@dataclass(frozen=True)
+class _Exchange:
+    """Raw output of one command; `lost` is set when the link, not the command, ended it."""
+
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    lost: str = ""
+
+
+def quote(*parts: str) -> str:
+    """Join words for a POSIX shell so each arrives as exactly one argument."""
+    return shlex.join(parts)
+
+
+class Target(abc.ABC):
+    """A box the gate can run shell commands on."""
+
+    name: str
+
+    def run(self, command: str, *, timeout: float, stdin: str | None = None) -> Result:
+        """Run `command` under a POSIX shell; a lost link or timeout is UNREACHABLE, not raised."""
+        if timeout <= 0:
+            raise UsageError(f"timeout must be positive, got {timeout!r} for {command!r}")
+        started = time.monotonic()
+        exchange = self._exchange(command, timeout=timeout, stdin=stdin or "")
+        return _classify(command, exchange, time.monotonic() - started)
+
+    @abc.abstractmethod
+    def _exchange(self, command: str, *, timeout: float, stdin: str) -> _Exchange:
+        """Send the command, feed stdin, collect output: the only I/O a target does."""
+
+    @abc.abstractmethod
+    def open(self) -> None:
+        """Establish the link now instead of on the first `run`."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the link; `run` reopens it lazily."""
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+def _classify(command: str, exchange: _Exchange, duration: float) -> Result:
+    """Turn raw output into a verdict: rc 255 and lost links are could-not-ask, not failures."""
+    outcome, reason = Outcome.OK, ""
+    if exchange.lost or exchange.exit_code is None:
+        outcome, reason = Outcome.UNREACHABLE, exchange.lost or "no exit status"
+    elif exchange.exit_code == SSH_FAILURE_CODE:
+        outcome, reason = Outcome.UNREACHABLE, f"rc {SSH_FAILURE_CODE}"
+    elif exchange.exit_code != 0:
+        outcome = Outcome.FAILED
+    exit_code = None if outcome is Outcome.UNREACHABLE else exchange.exit_code
+    return Result(
+        command=command,
+        outcome=outcome,
+        exit_code=exit_code,
+        stdout=exchange.stdout,
+        stderr=exchange.stderr,
+        duration=duration,
+        reason=reason,
+    )
+
+
+def _timeout_reason(timeout: float) -> str:
+    return f"timeout after {timeout:g}s"
+
+
+# --- runners: invoke/fabric's own, with the I/O details the gate needs -------------------
+
+
+class _StreamsMixin:
+    """Whole-chunk stdin and UTF-8 decoding that survives split and invalid sequences.
+
+    invoke reads a non-terminal in_stream one byte per 10 ms, which makes writing a
+    file through stdin take seconds, and decodes each output chunk on its own, which
+    mangles a multi-byte character that straddles two chunks.
+    """
+
+    read_chunk_size: int
+
+    def read_our_stdin(self, input_: IO[str]) -> str:
+        return input_.read(STDIN_CHUNK)
+
+    def read_proc_output(self, reader: Any) -> Iterator[str]:
+        decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        while data := reader(self.read_chunk_size):
+            if text := decoder.decode(data):
+                yield text
+        if tail := decoder.decode(b"", final=True):
+            yield tail
+
+
+class _LocalRunner(_StreamsMixin, _InvokeLocal):  # type: ignore[misc]
+    """invoke's Local, but the command gets its own session so a timeout kills all of it."""
+
+    def start(self, command: str, shell: str, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            command,
+            shell=True,
+            executable=shell,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.PIPE,
+            start_new_session=True,
+        )
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+class _RemoteRunner(_StreamsMixin, _FabricRemote):  # type: ignore[misc]
+    """fabric's Remote with the gate's stream handling."""
+
+
+# --- local ----------------------------------------------------------------------------
+
+
+class LocalTarget(Target):
+    """This machine, through invoke; used by `--local` and as the twin of SSHTarget in tests."""
+
+    def __init__(self, shell: str = "/bin/sh") -> None:
+        self.name = "local"
+        self._shell = shell
+        config = InvokeConfig(overrides={"runners": {"local": _LocalRunner}})
+        self._context = InvokeContext(config=config)
+
+    def _exchange(self, command: str, *, timeout: float, stdin: str) -> _Exchange:
+        try:
+            result = self._context.run(command, **_run_options(timeout, stdin), shell=self._shell)
+        except CommandTimedOut as exc:
+            return _partial(exc.result, _timeout_reason(timeout))
+        except (OSError, ThreadException) as exc:
+            return _Exchange(None, "", "", lost=f"could not run locally: {_first_line(exc)}")
+        if result is None:  # invoke's Result is falsy when the command failed; None is no result
+            return _NO_RESULT
+        return _Exchange(result.exited, result.stdout, result.stderr)
+
+    def open(self) -> None:
+        """Nothing to open: each command is its own subprocess."""
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+_NO_RESULT = _Exchange(None, "", "", lost="the runner returned no result")
+
+
+def _run_options(timeout: float, stdin: str) -> dict[str, Any]:
+    """The invoke options every command gets: quiet, never raising on rc, bounded, fed."""
+    return {
+        "hide": True,
+        "warn": True,
+        "pty": False,
+        "timeout": timeout,
+        "in_stream": io.StringIO(stdin),
+        "encoding": "utf-8",
+    }
+
+
+def _partial(result: Any, lost: str) -> _Exchange:
+    """What a cut-short command printed before it was cut short."""
+    return _Exchange(None, result.stdout, result.stderr, lost=lost)
+
+
+# --- host keys -------------------------------------------------------------------------
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """A key as OpenSSH prints it: `ED25519 SHA256:<unpadded base64>`."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    encoded = base64.b64encode(digest).decode("ascii").rstrip("=")
+    return f"{_key_type(key)} SHA256:{encoded}"
+
+
+def _key_type(key: paramiko.PKey) -> str:
+    name = key.get_name().removeprefix("ssh-")
+    return "ECDSA" if name.startswith("ecdsa") else name.upper()
+
+
+def known_hosts_name(host: str, port: int) -> str:
+    """The name OpenSSH files a host's key under: `host`, or `[host]:port` off port 22."""
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+class RecordingHostKeyPolicy(paramiko.MissingHostKeyPolicy):
+    """Refuse unknown host keys, or (opted in) record them in the project known_hosts."""
+
+    def __init__(self, record_to: Path, *, accept_new: bool) -> None:
+        self.record_to = record_to
+        self.accept_new = accept_new
+
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
+        if not self.accept_new:
+            raise HostKeyError(
+                f"unknown host key for {_display_name(hostname)}: {fingerprint(key)}; "
+                f"re-run with {ACCEPT_FLAG} to trust and record it"
+            )
+        self.record(hostname, key)
+        client.get_host_keys().add(hostname, key.get_name(), key)
+
+    def record(self, hostname: str, key: paramiko.PKey) -> None:
+        """Append one OpenSSH-format line, creating the file (and its folder) if needed."""
+        self.record_to.parent.mkdir(parents=True, exist_ok=True)
+        with self.record_to.open("a", encoding="ascii") as handle:
+            handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+
+
+def _display_name(known_hosts_entry: str) -> str:
+    """`[h]:p` -> `h:p`, `h` -> `h:22`: how the error names a host."""
+    if known_hosts_entry.startswith("["):
+        host, _, port = known_hosts_entry[1:].partition("]:")
+        return f"{host}:{port}"
+    return f"{known_hosts_entry}:22"
+
+
+def _load_known_hosts(client: paramiko.SSHClient, paths: list[Path]) -> None:
+    for path in paths:
+        if not path.is_file():
+            continue
+        try:
+            client.load_system_host_keys(str(path))
+        except (OSError, paramiko.SSHException) as exc:
+            raise UsageError(f"{path}: cannot read known_hosts: {exc}") from exc
+
+
+# --- ssh -------------------------------------------------------------------------------
+
+
+class SSHTarget(Target):
+    """A box over SSH, through fabric: a fresh exec channel per command, host keys verified.
+
+    `host` may be an address or an ~/.ssh/config alias; `port`/`user`/`identity` left at
+    None are resolved by that config, then by fabric's defaults.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        port: int | None = None,
+        user: str | None = None,
+        identity: Path | None = None,
+        known_hosts: Path = DEFAULT_PROJECT_KNOWN_HOSTS,
+        accept_new: bool = False,
+        connect_timeout: float = 10.0,
+        ssh_config: Path | None = None,
+        user_known_hosts: Path = USER_KNOWN_HOSTS,
+    ) -> None:
+        self._known_hosts = [user_known_hosts.expanduser(), known_hosts.expanduser()]
+        self._policy = RecordingHostKeyPolicy(known_hosts.expanduser(), accept_new=accept_new)
+        self._connect_timeout = connect_timeout
+        self._connection = self._make_connection(host, port, user, identity, ssh_config)
+        self._connection.connect_timeout = connect_timeout
+        self._connection.client = self._new_client()
+        conn = self._connection
+        self.name = f"ssh://{conn.user}@{conn.host}:{conn.port}"
+
+    @staticmethod
+    def _make_connection(
+        host: str,
+        port: int | None,
+        user: str | None,
+        identity: Path | None,
+        ssh_config: Path | None,
+    ) -> Any:
+        config = fabric.Config(
+            runtime_ssh_path=str(ssh_config) if ssh_config else None,
+            overrides={"runners": {"remote": _RemoteRunner}},
+        )
+        connect_kwargs = {"key_filename": [str(identity.expanduser())]} if identity else None
+        try:
+            return fabric.Connection(
+                host, user=user, port=port, config=config, connect_kwargs=connect_kwargs
+            )
+        except (OSError, ValueError, paramiko.SSHException) as exc:
+            raise UsageError(f"cannot set up SSH to {host!r}: {exc}") from exc
+
+    @property
+    def host_port(self) -> str:
+        return f"{self._connection.host}:{self._connection.port}"
+
+    def open(self) -> None:
+        """Connect and authenticate; raises HostKeyError or Unreachable if that fails."""
+        if self._connection.is_connected:
+            return
+        client = self._new_client()
+        self._connection.client = client
+        try:
+            self._connect()
+        except BaseException:
+            client.close()
+            raise
+
+    def _new_client(self) -> paramiko.SSHClient:
+        """A client that knows only the known_hosts files and our policy (never AutoAdd)."""
+        client = paramiko.SSHClient()
+        _load_known_hosts(client, self._known_hosts)
+        client.set_missing_host_key_policy(self._policy)
+        return client
+
+    def _connect(self) -> None:
+        conn = self._connection
+        where = self.host_port
+        try:
+            conn.open()
+        except paramiko.BadHostKeyException as exc:
+            raise HostKeyError(_changed_key_message(where, exc, self._known_hosts)) from exc
+        except paramiko.AuthenticationException as exc:
+            raise UsageError(f"SSH authentication failed for {conn.user}@{where}: {exc}") from exc
+        except TimeoutError as exc:
+            raise Unreachable(
+                f"cannot connect to {where}: timed out after {self._connect_timeout:g}s"
+            ) from exc
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise Unreachable(f"cannot connect to {where}: {exc or type(exc).__name__}") from exc
+
+    def close(self) -> None:
+        self._connection.close()
+        self._connection.client.close()
+
+    def _exchange(self, command: str, *, timeout: float, stdin: str) -> _Exchange:
+        self.open()
+        try:
+            result = self._connection.run(command, **_run_options(timeout, stdin))
+        except CommandTimedOut as exc:
+            return _partial(exc.result, _timeout_reason(timeout))
+        except (OSError, EOFError, paramiko.SSHException, ThreadException) as exc:
+            return _Exchange(None, "", "", lost=f"connection lost: {_first_line(exc)}")
+        if result is None:
+            return _NO_RESULT
+        if result.exited == -1 or not self._connection.is_connected:
+            return _partial(result, "connection lost: no exit status from the box")
+        return _Exchange(result.exited, result.stdout, result.stderr)
+
+
+def _changed_key_message(where: str, exc: paramiko.BadHostKeyException, files: list[Path]) -> str:
+    listed = ", ".join(str(path) for path in files if path.is_file())
+    return (
+        f"host key for {where} CHANGED: expected {fingerprint(exc.expected_key)}, "
+        f"offered {fingerprint(exc.key)}; if the change is legitimate, remove the old "
+        f"entry from {listed} (ssh-keygen -R) and re-run"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+# --- choosing a target -------------------------------------------------------------------
+
+
+def target_for(
+    spec: HostSpec,
+    *,
+    accept_new: bool = False,
+    ssh_config: Path | None = None,
+    connect_timeout: float = 10.0,
+) -> Target:
+    """The target a host spec describes: local for `--local`, SSH otherwise."""
+    if spec.local:
+        return LocalTarget()
+    return SSHTarget(
+        spec.host,
+        port=spec.port,
+        user=spec.user,
+        identity=spec.identity,
+        known_hosts=spec.known_hosts or DEFAULT_PROJECT_KNOWN_HOSTS,
+        accept_new=accept_new,
+        connect_timeout=connect_timeout,
+        ssh_config=ssh_config,
+    )
