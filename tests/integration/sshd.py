@@ -7,10 +7,8 @@ sshd_config and log, runs `/usr/sbin/sshd -D -e` as a child, and can be killed
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import getpass
-import hashlib
 import os
 import shutil
 import signal
@@ -46,14 +44,6 @@ def keygen(path: Path, comment: str) -> None:
     )
 
 
-def openssh_fingerprint(public_key_line: str) -> str:
-    """`ssh-ed25519 AAAA...` -> `ED25519 SHA256:...`, computed independently of the gate."""
-    key_type, blob = public_key_line.split()[:2]
-    digest = hashlib.sha256(base64.b64decode(blob)).digest()
-    label = key_type.removeprefix("ssh-").upper()
-    return f"{label} SHA256:{base64.b64encode(digest).decode().rstrip('=')}"
-
-
 class Sshd:
     """One sshd: start it, stop it, kill it mid-session, rotate its host key."""
 
@@ -83,8 +73,15 @@ class Sshd:
 
     @property
     def fingerprint(self) -> str:
-        """The host key's fingerprint as `ssh-keygen -l` prints it: `ED25519 SHA256:...`."""
-        return openssh_fingerprint(self.host_public_key)
+        """The host key's fingerprint, from `ssh-keygen -l` itself: `ED25519 SHA256:...`."""
+        listing = subprocess.run(
+            ["ssh-keygen", "-l", "-E", "sha256", "-f", f"{self.host_key}.pub"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        # "256 SHA256:xxxx comment (ED25519)"
+        return f"{listing[-1].strip('()')} {listing[1]}"
 
     @property
     def known_hosts_line(self) -> str:
