@@ -1,0 +1,108 @@
+"""The proxy: admits workers (`POST /share`, bearer PROXY_AUTH_TOKEN) and counts their shares.
+
+Fail-closed: with an empty token it refuses to start. When the node is unreachable for longer
+than the debounce it stops admitting, and readmits as soon as the node answers again.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any
+
+from stacklib import SERVICE_VERSIONS
+from stacklib.net import FetchError, JsonHandler, bearer_ok, fetch_json, log, serve
+from stacklib.services.common import Runtime, start
+
+SHARE_S = 1.0
+
+
+class Admission:
+    """Node reachability with a debounce, plus share and worker bookkeeping."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.debounce = rt.scaled(float(rt.settings["debounce_s"]))
+        self.online_window = max(1.0, rt.scaled(SHARE_S) * 5)
+        self.last_ok = time.monotonic()
+        self.admitting = True
+        self.shares = 0
+        self.seen: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    def node_seen(self, ok: bool) -> None:
+        now = time.monotonic()
+        if ok:
+            self.last_ok = now
+        admitting = ok or now - self.last_ok <= self.debounce
+        if admitting != self.admitting:
+            log(
+                "proxy",
+                "node back: readmitting workers"
+                if admitting
+                else "node unreachable: not admitting",
+            )
+        self.admitting = admitting
+
+    def share(self, worker: str) -> bool:
+        with self.lock:
+            if not self.admitting:
+                return False
+            self.shares += 1
+            self.seen[worker] = time.monotonic()
+            return True
+
+    def stats(self) -> dict[str, Any]:
+        now = time.monotonic()
+        with self.lock:
+            online = sum(1 for t in self.seen.values() if now - t <= self.online_window)
+            online = online if self.admitting else 0
+            return {
+                "admitting": self.admitting,
+                "workers_online": online,
+                "shares_total": self.shares,
+                "version": SERVICE_VERSIONS["proxy"],
+            }
+
+
+def main() -> None:
+    rt = start("proxy")
+    token = rt.env.get("PROXY_AUTH_TOKEN", "")
+    if not token:
+        log("proxy", "refusing to start an unauthenticated proxy control API")
+        sys.exit(1)
+    if rt.box.joinpath("defects.json").exists() and _leak(rt):
+        log("proxy", f"debug: auth token is {token}")
+    adm = Admission(rt)
+
+    def share(req: JsonHandler) -> tuple[int, Any]:
+        if not bearer_ok(req.headers.get("Authorization"), token):
+            return 401, {"error": "bad token"}
+        body = req.read_json()
+        worker = str(body.get("worker", "?")) if isinstance(body, dict) else "?"
+        if not adm.share(worker):
+            return 503, {"error": "not admitting: node unreachable"}
+        return 200, {"accepted": True}
+
+    routes = {("POST", "/share"): share, ("GET", "/stats"): lambda req: (200, adm.stats())}
+    serve("127.0.0.1", int(rt.settings["port"]), routes)
+    log("proxy", f"admitting workers on 127.0.0.1:{rt.settings['port']}")
+    node_token = rt.node_token()
+    while True:
+        try:
+            fetch_json(rt.settings["node_url"] + "/info", node_token, timeout=0.5)
+            adm.node_seen(True)
+        except FetchError:
+            adm.node_seen(False)
+        time.sleep(max(0.05, min(0.5, rt.scaled(1.0))))
+
+
+def _leak(rt: Runtime) -> bool:
+    """The `leak_token_to_log` defect switch (opt-in, for gate's own tests)."""
+    from stacklib.defects import load
+
+    return bool(load(rt.box).get("leak_token_to_log"))
+
+
+if __name__ == "__main__":
+    main()
