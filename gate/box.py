@@ -1,0 +1,135 @@
+"""One conversation with a box: every command run in the stack dir, timed out, scrubbed and
+journaled, and classed by what it may change.
+
+The class of a command is what `--check` is held to: a check run issues no `MUTATE`
+command, and the tests prove it from this journal.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from gate.contract import StackContract
+from gate.errors import Unreachable
+from gate.inventory import HostSpec
+from gate.target import Outcome, Result, Target, quote
+
+GATE_DIR = ".gate"
+BOXTOOL = f"{GATE_DIR}/boxtool.py"
+
+
+class Kind(enum.StrEnum):
+    """What a command may change on the box."""
+
+    READ = "read"
+    BOOKKEEPING = "bookkeeping"  # writes only under .gate/
+    MUTATE = "mutate"  # changes the stack: config, env, services
+
+
+@dataclass(frozen=True)
+class Event:
+    """One command as it is journaled: redacted text, class, outcome and timing."""
+
+    command: str
+    kind: Kind
+    result: Result
+
+
+Recorder = Callable[[Event], None]
+
+
+class Box:
+    """Runs commands on one box's stack dir through a Target."""
+
+    def __init__(
+        self, target: Target, host: HostSpec, contract: StackContract, record: Recorder
+    ) -> None:
+        self.target = target
+        self.host = host
+        self.contract = contract
+        self._record = record
+        self._tool_ready = False
+
+    def run(
+        self,
+        command: str,
+        *,
+        kind: Kind = Kind.READ,
+        timeout: float = 30.0,
+        stdin: str | None = None,
+        scrub: bool = True,
+        in_dir: bool = True,
+    ) -> Result:
+        """Run `command` in the stack dir; its output is scrubbed on the box once boxtool is up."""
+        sent = command
+        if scrub and self._tool_ready and stdin is None:
+            sent = f"python3 {BOXTOOL} exec {timeout:g} {quote(command)}"
+        if in_dir:
+            sent = f"cd {quote(self.host.dir)} && {sent}"
+        result = self.target.run(sent, timeout=timeout + 5, stdin=stdin)
+        self._record(Event(command, kind, result))
+        return result
+
+    def control(self, verb: str, *, kind: Kind = Kind.READ, timeout: float = 60.0) -> Result:
+        """The stack's control command, e.g. `apply -y`."""
+        return self.run(f"{self.host.control} {verb}", kind=kind, timeout=timeout)
+
+    def tool(
+        self, *args: str, kind: Kind = Kind.READ, stdin: str | None = None, timeout: float = 30.0
+    ) -> Result:
+        """boxtool on the box: it does its own scrubbing."""
+        return self.run(
+            f"python3 {BOXTOOL} {quote(*args)}",
+            kind=kind,
+            timeout=timeout,
+            stdin=stdin,
+            scrub=False,
+        )
+
+    def tool_json(self, *args: str, timeout: float = 30.0) -> Any:
+        """boxtool's JSON answer; Unreachable if the link failed, ValueError if garbage."""
+        result = answered(self.tool(*args, timeout=timeout))
+        if not result.ok:
+            raise ValueError(f"boxtool {args[0]} exited {result.exit_code}: {result.stderr[-200:]}")
+        return json.loads(result.stdout)
+
+    def write_file(self, path: str, text: str, *, kind: Kind, mode: str = "600") -> Result:
+        """Write a file on the box through stdin, never through the command line."""
+        tmp = f"{path}.gate-tmp"
+        command = f"umask 077 && cat > {quote(tmp)} && chmod {mode} {quote(tmp)}"
+        return self.run(
+            f"{command} && mv -f {quote(tmp)} {quote(path)}", kind=kind, stdin=text, scrub=False
+        )
+
+    def install_tool(self) -> None:
+        """Upload boxtool and its non-secret spec into .gate/ (mode 0700)."""
+        answered(self.run(f"mkdir -p {GATE_DIR} && chmod 700 {GATE_DIR}", kind=Kind.BOOKKEEPING))
+        source = resources.files("gate").joinpath("boxtool.py").read_text(encoding="utf-8")
+        answered(self.write_file(BOXTOOL, source, kind=Kind.BOOKKEEPING))
+        answered(self.write_file(f"{GATE_DIR}/spec.json", self._spec(), kind=Kind.BOOKKEEPING))
+        self._tool_ready = True
+
+    def _spec(self) -> str:
+        secrets = self.contract.secrets
+        return json.dumps(
+            {
+                "env_file": self.contract.env_file,
+                "config_file": self.contract.config_file,
+                "env_keys": list(secrets.env_keys),
+                "files": list(secrets.files),
+                "config_paths": list(secrets.config_paths),
+            },
+            indent=2,
+        )
+
+
+def answered(result: Result) -> Result:
+    """The result, or Unreachable when the box could not be asked."""
+    if result.outcome is Outcome.UNREACHABLE:
+        raise Unreachable(f"{result.command[:80]}: {result.reason}")
+    return result

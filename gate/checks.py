@@ -1,0 +1,254 @@
+"""The assertion battery: pure functions from what the box said to verdicts with evidence.
+
+Reading the box happens elsewhere (gate/observe.py); every function here takes a `Reading`
+and returns a `CheckRecord`, so each check can be shown red in a unit test. A reading that
+could not be taken (link down, timeout) gives an inconclusive verdict, never a pass and
+never a failed "no"; a reading the box answered with garbage is a failure that says so.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Generic, TypeVar
+
+import jmespath
+from jmespath.exceptions import JMESPathError
+
+from gate.contract import ApiCheck, Context, StatusShape
+
+T = TypeVar("T")
+
+
+class Verdict(enum.StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    INCONCLUSIVE = "inconclusive"
+    SKIP = "skip"
+
+
+class SkipClass(enum.StrEnum):
+    """Why a check or scenario did not run. `missing` is a real gap; strict mode fails on it."""
+
+    MISSING = "missing"
+    BY_DESIGN = "by-design"
+    COVERED = "covered"
+
+    @classmethod
+    def parse(cls, text: str) -> SkipClass:
+        """An unknown class counts as missing: a gap nobody explained is a gap."""
+        try:
+            return cls(text)
+        except ValueError:
+            return cls.MISSING
+
+
+@dataclass
+class CheckRecord:
+    """One assertion's outcome, with what was expected, what was seen and why."""
+
+    name: str
+    verdict: Verdict
+    expected: str = ""
+    observed: str = ""
+    evidence: str = ""
+    duration: float = 0.0
+    phase: str = "check"
+    scenario: str = ""
+    skip_class: SkipClass | None = None
+    finished_at: float = field(default_factory=time.time)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["verdict"] = str(self.verdict)
+        data["skip_class"] = str(self.skip_class) if self.skip_class else None
+        return data
+
+
+@dataclass(frozen=True)
+class Reading(Generic[T]):
+    """A value read from the box, or why it could not be read.
+
+    `unreachable` means the gate could not ask; `error` means the box answered badly.
+    """
+
+    value: T | None = None
+    error: str = ""
+    unreachable: bool = False
+
+    @property
+    def usable(self) -> bool:
+        return not self.error and not self.unreachable
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def from_reading(name: str, reading: Reading[Any], expected: str) -> CheckRecord | None:
+    """The record for a reading that cannot be judged, or None when it can."""
+    if reading.unreachable:
+        return CheckRecord(
+            name, Verdict.INCONCLUSIVE, expected, "could not ask", f"could not ask: {reading.error}"
+        )
+    if reading.error:
+        return CheckRecord(name, Verdict.FAIL, expected, _short(reading.error), reading.error)
+    return None
+
+
+def service_states(status: Mapping[str, Any], shape: StatusShape) -> dict[str, str]:
+    """Service name -> state as the stack's status JSON reports it."""
+    services = jmespath.search(shape.services, status)
+    if not isinstance(services, Mapping):
+        raise ValueError(f"status JSON has no '{shape.services}' object")
+    return {str(n): str(s.get(shape.state_field, "?")) for n, s in services.items()}
+
+
+def check_services_running(
+    status: Reading[Mapping[str, Any]], expected: frozenset[str], shape: StatusShape
+) -> CheckRecord:
+    """Every expected service is present and running, by exact name."""
+    name = "services: every expected service running"
+    want = ", ".join(sorted(expected))
+    if (early := from_reading(name, status, want)) is not None:
+        return early
+    assert status.value is not None
+    try:
+        states = service_states(status.value, shape)
+    except ValueError as exc:
+        return CheckRecord(name, Verdict.FAIL, want, "unreadable", str(exc))
+    if not expected:
+        return CheckRecord(name, Verdict.FAIL, want, "", "the contract expects no service")
+    bad = {s: states.get(s, "absent") for s in sorted(expected) if states.get(s) != shape.running}
+    observed = ", ".join(f"{s}={st}" for s, st in sorted(states.items()))
+    if bad:
+        detail = ", ".join(f"{s} is {st}" for s, st in bad.items())
+        return CheckRecord(name, Verdict.FAIL, want, observed, detail)
+    return CheckRecord(name, Verdict.PASS, want, observed, f"{len(expected)} running")
+
+
+def check_no_unexpected(
+    status: Reading[Mapping[str, Any]], expected: frozenset[str], shape: StatusShape
+) -> CheckRecord:
+    """No service outside the expected set exists (exact names: node is not node-exporter)."""
+    name = "services: no unexpected service"
+    want = "only " + ", ".join(sorted(expected))
+    if (early := from_reading(name, status, want)) is not None:
+        return early
+    assert status.value is not None
+    try:
+        states = service_states(status.value, shape)
+    except ValueError as exc:
+        return CheckRecord(name, Verdict.FAIL, want, "unreadable", str(exc))
+    if not states:
+        return CheckRecord(name, Verdict.FAIL, want, "none", "status listed no service at all")
+    present = {s for s, st in states.items() if st != "missing"}
+    extra = sorted(present - expected)
+    observed = ", ".join(sorted(present))
+    if extra:
+        return CheckRecord(name, Verdict.FAIL, want, observed, "unexpected: " + ", ".join(extra))
+    return CheckRecord(name, Verdict.PASS, want, observed, f"{len(present)} present, none extra")
+
+
+def check_status_exit(exit_code: Reading[int]) -> CheckRecord:
+    """The stack's own status verdict: exit code exactly 0."""
+    name = "status: exit code 0"
+    if (early := from_reading(name, exit_code, "0")) is not None:
+        return early
+    code = exit_code.value
+    verdict = Verdict.PASS if code == 0 else Verdict.FAIL
+    return CheckRecord(name, verdict, "0", str(code), f"status exited {code}")
+
+
+def check_api_field(api: Reading[Any], check: ApiCheck, ctx: Context) -> CheckRecord:
+    """One jmespath expression over the API state against its declared expectation."""
+    name = f"api: {check.name}"
+    expected = f"{check.expression} {check.expect.describe(ctx)}"
+    if (early := from_reading(name, api, expected)) is not None:
+        return early
+    try:
+        observed = jmespath.search(check.expression, api.value)
+    except JMESPathError as exc:
+        return CheckRecord(name, Verdict.FAIL, expected, "error", f"jmespath: {exc}")
+    if observed is None:
+        return CheckRecord(name, Verdict.FAIL, expected, "missing", "field absent from the API")
+    verdict = Verdict.PASS if check.expect.holds(observed, ctx) else Verdict.FAIL
+    shown = json.dumps(observed)
+    return CheckRecord(name, verdict, expected, shown, f"{check.expression} = {shown}")
+
+
+def check_posture(env: Reading[Mapping[str, Any]], want: Mapping[str, str]) -> CheckRecord:
+    """The settings the stack rendered into its env file match the config."""
+    name = "posture: env settings match config"
+    expected = ", ".join(f"{k}={v}" for k, v in sorted(want.items()))
+    if (early := from_reading(name, env, expected)) is not None:
+        return early
+    assert env.value is not None
+    if not want:
+        return CheckRecord(name, Verdict.FAIL, expected, "", "the contract declares no posture")
+    observed = ", ".join(f"{k}={env.value.get(k)}" for k in sorted(want))
+    wrong = [k for k, v in want.items() if env.value.get(k) != v]
+    if wrong:
+        detail = "; ".join(f"{k}: want {want[k]}, got {env.value.get(k)}" for k in sorted(wrong))
+        return CheckRecord(name, Verdict.FAIL, expected, observed, detail)
+    return CheckRecord(name, Verdict.PASS, expected, observed, f"{len(want)} keys match")
+
+
+def check_scheme(scheme: Reading[str], secure: bool) -> CheckRecord:
+    """The dashboard port really speaks the scheme the config asks for."""
+    name = "posture: dashboard scheme matches config"
+    want = "https" if secure else "http"
+    if (early := from_reading(name, scheme, want)) is not None:
+        return early
+    verdict = Verdict.PASS if scheme.value == want else Verdict.FAIL
+    return CheckRecord(name, verdict, want, str(scheme.value), f"the port speaks {scheme.value}")
+
+
+def check_secrets_present(prints: Reading[Mapping[str, Mapping[str, str]]]) -> CheckRecord:
+    """The contract's secret patterns matched something: an empty set proves nothing."""
+    name = "secrets: fingerprinted on the box"
+    if (early := from_reading(name, prints, ">= 1 secret")) is not None:
+        return early
+    assert prints.value is not None
+    counts = {category: len(items) for category, items in prints.value.items()}
+    total = sum(counts.values())
+    observed = ", ".join(f"{c} {n}" for c, n in sorted(counts.items()))
+    if total == 0:
+        detail = "no secret matched the contract's patterns; an empty set cannot prove 'kept'"
+        return CheckRecord(name, Verdict.FAIL, ">= 1 secret", observed, detail)
+    return CheckRecord(name, Verdict.PASS, ">= 1 secret", observed, f"{total} fingerprints")
+
+
+def check_secrets_kept(
+    baseline: Mapping[str, Mapping[str, str]], now: Reading[Mapping[str, Mapping[str, str]]]
+) -> CheckRecord:
+    """Every baseline secret is still there with the same fingerprint."""
+    name = "secrets: kept (fingerprints equal the baseline)"
+    total = sum(len(items) for items in baseline.values())
+    if (early := from_reading(name, now, f"{total} unchanged")) is not None:
+        return early
+    assert now.value is not None
+    if total == 0:
+        return CheckRecord(name, Verdict.FAIL, "", "", "the baseline holds no secret to compare")
+    changed = [
+        f"{category}:{key} {'changed' if key in now.value.get(category, {}) else 'removed'}"
+        for category, items in sorted(baseline.items())
+        for key, digest in sorted(items.items())
+        if now.value.get(category, {}).get(key) != digest
+    ]
+    if changed:
+        return CheckRecord(name, Verdict.FAIL, f"{total} unchanged", "; ".join(changed), "")
+    return CheckRecord(name, Verdict.PASS, f"{total} unchanged", f"{total} unchanged", "")
+
+
+def worst(verdicts: Iterable[Verdict]) -> Verdict:
+    """The run's verdict: any fail beats inconclusive beats pass; skips alone pass."""
+    seen = set(verdicts)
+    for verdict in (Verdict.FAIL, Verdict.INCONCLUSIVE):
+        if verdict in seen:
+            return verdict
+    return Verdict.PASS

@@ -1,0 +1,108 @@
+"""Waits: poll a real signal until a deadline on a monotonic clock, fast then backing off.
+
+A wait never asserts; it reports whether the signal arrived, every attempt it made and the
+last value it saw, so the check that follows can say what it waited for and what it got.
+Probes that could not ask (a dropped link) are recorded as such, and a wait whose last
+attempt could not ask is inconclusive rather than failed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_delay
+from tenacity.wait import wait_exponential
+
+from gate.errors import Unreachable
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Attempt(Generic[T]):
+    """One poll: when it ran, what it saw, and whether that was the signal."""
+
+    elapsed: float
+    value: T | None
+    ready: bool
+    error: str = ""
+
+
+@dataclass
+class WaitResult(Generic[T]):
+    """What a wait saw: satisfied, timed out, or could not ask."""
+
+    name: str
+    timeout: float
+    attempts: list[Attempt[T]] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def satisfied(self) -> bool:
+        return bool(self.attempts) and self.attempts[-1].ready
+
+    @property
+    def inconclusive(self) -> bool:
+        return not self.satisfied and bool(self.attempts) and bool(self.attempts[-1].error)
+
+    @property
+    def last(self) -> T | None:
+        return self.attempts[-1].value if self.attempts else None
+
+    def describe(self) -> str:
+        if self.satisfied:
+            return f"{self.name}: ready after {self.elapsed:.1f}s ({len(self.attempts)} polls)"
+        seen = self.attempts[-1].error if self.inconclusive else repr(self.last)
+        return f"{self.name}: not ready after {self.elapsed:.1f}s; last seen {seen}"
+
+
+Observer = Callable[[str, Attempt[T], float], None]
+
+
+def wait_until(
+    name: str,
+    probe: Callable[[], T],
+    ready: Callable[[T], bool],
+    *,
+    timeout: float,
+    first_interval: float = 0.1,
+    max_interval: float = 2.0,
+    observe: Observer[T] | None = None,
+) -> WaitResult[T]:
+    """Poll `probe` until `ready(value)` or `timeout` seconds, recording every attempt."""
+    result: WaitResult[T] = WaitResult(name=name, timeout=timeout)
+    start = time.monotonic()
+
+    def attempt() -> Attempt[T]:
+        elapsed = time.monotonic() - start
+        try:
+            value = probe()
+        except Unreachable as exc:
+            return Attempt(elapsed, None, False, f"could not ask: {exc}")
+        return Attempt(elapsed, value, ready(value))
+
+    def record(state: RetryCallState) -> None:
+        outcome = state.outcome
+        if outcome is not None and not outcome.failed:
+            seen: Attempt[T] = outcome.result()
+            result.attempts.append(seen)
+            if observe is not None:
+                observe(name, seen, max(0.0, timeout - (time.monotonic() - start)))
+
+    retrying = Retrying(
+        stop=stop_after_delay(timeout),
+        wait=wait_exponential(multiplier=first_interval, min=first_interval, max=max_interval),
+        retry=retry_if_result(lambda seen: not seen.ready),
+        after=record,
+        retry_error_callback=lambda _state: None,
+    )
+    final = retrying(attempt)
+    if final is not None and (not result.attempts or result.attempts[-1] is not final):
+        result.attempts.append(final)
+        if observe is not None:
+            observe(name, final, max(0.0, timeout - (time.monotonic() - start)))
+    result.elapsed = time.monotonic() - start
+    return result

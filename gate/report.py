@@ -1,0 +1,93 @@
+"""The console: the phase, a live line per wait with its countdown, a line per check, a table.
+
+rich draws it on a terminal; when stderr is not a TTY or NO_COLOR is set the same lines
+come out plain. Everything printed passes through the redactor.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+from rich.console import Console as RichConsole
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from gate.checks import CheckRecord, Verdict
+from gate.readiness import Attempt
+from gate.redact import Redactor
+
+STYLE = {
+    Verdict.PASS: "green",
+    Verdict.FAIL: "bold red",
+    Verdict.INCONCLUSIVE: "yellow",
+    Verdict.SKIP: "cyan",
+}
+
+
+class Console:
+    """What a person watching the run sees."""
+
+    def __init__(self, redactor: Redactor, stream: TextIO | None = None) -> None:
+        stream = stream or sys.stderr
+        self.fancy = stream.isatty() and "NO_COLOR" not in os.environ
+        self.rich = RichConsole(
+            file=stream,
+            no_color=not self.fancy,
+            force_terminal=self.fancy,
+            highlight=False,
+            soft_wrap=not self.fancy,
+        )
+        self.redact = redactor
+        self._live: Live | None = None
+
+    def line(self, text: str, style: str = "") -> None:
+        self.rich.print(Text(self.redact(text), style=style if self.fancy else ""))
+
+    def phase(self, name: str, detail: str = "") -> None:
+        self.end_wait()
+        self.line(f"== {name}" + (f": {detail}" if detail else ""), "bold")
+
+    def check(self, record: CheckRecord) -> None:
+        self.end_wait()
+        where = f"[{record.scenario}] " if record.scenario else ""
+        mark = f"{record.verdict.upper():<12}"
+        tail = record.evidence or record.observed
+        if record.verdict is Verdict.SKIP:
+            tail = f"({record.skip_class}) {tail}"
+        self.line(f"  {mark} {where}{record.name}: {tail}", STYLE[record.verdict])
+
+    def waiting(self, name: str, attempt: Attempt[Any], remaining: float) -> None:
+        """Observer for readiness waits: one live line with a countdown."""
+        seen = attempt.error or repr(attempt.value)
+        text = self.redact(f"  waiting  {name}: {remaining:4.0f}s left, last seen {seen[:60]}")
+        if not self.fancy:
+            return
+        if self._live is None:
+            self._live = Live(Text(text), console=self.rich, transient=True, auto_refresh=False)
+            self._live.start()
+        self._live.update(Text(text), refresh=True)
+
+    def end_wait(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def final(self, records: Iterable[CheckRecord], verdict: str, exit_code: int) -> None:
+        self.end_wait()
+        records = list(records)
+        table = Table(title=f"gate: {verdict} (exit {exit_code})", show_lines=False)
+        for column in ("verdict", "scenario", "check", "observed"):
+            table.add_column(column)
+        for record in records:
+            table.add_row(
+                Text(str(record.verdict), style=STYLE[record.verdict] if self.fancy else ""),
+                escape(record.scenario or record.phase),
+                escape(self.redact(record.name)),
+                escape(self.redact(record.observed)[:60]),
+            )
+        self.rich.print(table)

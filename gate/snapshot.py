@@ -1,0 +1,172 @@
+"""The box's own memory of a run: the lock, the on-box journal, and the baseline.
+
+All of it lives under `<stack>/.gate/` (mode 0700) so that a runner killed with SIGKILL
+leaves a box that the next run recognises: `state.json` says `dirty` from the first
+mutating command until the restore is proven, and the baseline it must go back to is
+beside it, never only in the runner's memory.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gate.box import GATE_DIR, Box, Kind, answered
+from gate.errors import BoxLocked, PreflightError
+from gate.target import Hold, quote
+
+LOCK_FILE = f"{GATE_DIR}/lock"
+HOLDER_FILE = f"{GATE_DIR}/holder.json"
+JOURNAL_FILE = f"{GATE_DIR}/journal.jsonl"
+STATE_FILE = f"{GATE_DIR}/state.json"
+BASELINE_DIR = f"{GATE_DIR}/baseline"
+LOCK_CONFLICT = 75
+
+
+class BoxLock:
+    """An flock on the box held by a live command whose stdin is this run's lifeline.
+
+    The holder exits when its stdin closes, so a runner that dies for any reason (even
+    SIGKILL) drops the lock with its connection. `--check` takes it shared.
+    """
+
+    def __init__(self, box: Box, run_id: str, *, exclusive: bool) -> None:
+        self.box = box
+        self.run_id = run_id
+        self.exclusive = exclusive
+        self._hold: Hold | None = None
+
+    def acquire(self) -> None:
+        mode = "-x" if self.exclusive else "-s"
+        command = (
+            f"cd {quote(self.box.host.dir)} && exec flock -n -E {LOCK_CONFLICT} {mode} "
+            f"{LOCK_FILE} sh -c 'echo held; exec cat >/dev/null'"
+        )
+        held = self.box.target.hold(command, ready="held", timeout=15.0)
+        if isinstance(held, Hold):
+            self._hold = held
+            if self.exclusive:
+                self.box.write_file(
+                    HOLDER_FILE, json.dumps(holder_info(self.run_id)), kind=Kind.BOOKKEEPING
+                )
+            return
+        answered(held)
+        if held.exit_code == LOCK_CONFLICT:
+            raise BoxLocked(f"box {self.box.host.name} is locked by {self._holder()}")
+        raise PreflightError(f"could not take the box lock: {held.stderr.strip()[:200]}")
+
+    def _holder(self) -> str:
+        result = self.box.run(f"cat {HOLDER_FILE} 2>/dev/null", timeout=10)
+        try:
+            info = json.loads(result.stdout)
+            return (
+                f"run {info['run_id']} ({info['user']}@{info['runner']} pid {info['pid']}, "
+                f"since {info['started']})"
+            )
+        except (ValueError, KeyError, TypeError):
+            return "another run (a --check run, or one that left no holder record)"
+
+    def release(self) -> None:
+        if self._hold is not None:
+            self._hold.release()
+            self._hold = None
+
+
+def holder_info(run_id: str) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "user": getpass.getuser(),
+        "runner": socket.gethostname(),
+        "pid": os.getpid(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+class Journal:
+    """Append-only record on the box of what each run did, phase by phase."""
+
+    def __init__(self, box: Box, run_id: str, mode: str) -> None:
+        self.box = box
+        self.run_id = run_id
+        self.mode = mode
+
+    def note(self, event: str, **details: Any) -> None:
+        record = {"run_id": self.run_id, "mode": self.mode, "event": event, "at": time.time()}
+        record.update(details)
+        self.box.run(
+            f"umask 077 && cat >> {JOURNAL_FILE}",
+            kind=Kind.BOOKKEEPING,
+            stdin=json.dumps(record, sort_keys=True) + "\n",
+            scrub=False,
+        )
+
+
+@dataclass
+class Baseline:
+    """What the box was before the run: config bytes (by hash), secrets, running services."""
+
+    run_id: str
+    config_sha256: str
+    fingerprints: Mapping[str, Mapping[str, str]]
+    services: list[str]
+    config: Mapping[str, Any] = field(default_factory=dict)
+    taken_at: float = field(default_factory=time.time)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Baseline:
+        return cls(**json.loads(text))
+
+
+def config_sha256(box: Box) -> str:
+    """sha256 of the config file's bytes, computed on the box."""
+    result = answered(box.run(f"sha256sum {quote(box.contract.config_file)}"))
+    if not result.ok or not result.stdout.strip():
+        raise PreflightError(f"cannot read {box.contract.config_file} on the box")
+    return result.stdout.split()[0]
+
+
+def read_state(box: Box) -> dict[str, Any]:
+    """The on-box run state: {"state": "clean"} unless a run is (or was left) mid-flight."""
+    result = answered(box.run(f"cat {STATE_FILE} 2>/dev/null || echo '{{}}'"))
+    try:
+        state: dict[str, Any] = json.loads(result.stdout or "{}")
+    except ValueError:
+        return {"state": "unreadable"}
+    return state or {"state": "clean"}
+
+
+def write_state(box: Box, state: str, run_id: str, **details: Any) -> None:
+    record = {"state": state, "run_id": run_id, "since": time.time(), **details}
+    answered(box.write_file(STATE_FILE, json.dumps(record, sort_keys=True), kind=Kind.BOOKKEEPING))
+
+
+def store_baseline(box: Box, baseline: Baseline) -> None:
+    """Keep the baseline on the box: the exact config bytes, and the record beside them."""
+    cfg = quote(box.contract.config_file)
+    answered(
+        box.run(
+            f"mkdir -p {BASELINE_DIR} && chmod 700 {BASELINE_DIR} && "
+            f"cp -p {cfg} {BASELINE_DIR}/config.json && chmod 600 {BASELINE_DIR}/config.json",
+            kind=Kind.BOOKKEEPING,
+        )
+    )
+    answered(
+        box.write_file(f"{BASELINE_DIR}/baseline.json", baseline.to_json(), kind=Kind.BOOKKEEPING)
+    )
+
+
+def load_baseline(box: Box) -> Baseline | None:
+    """The baseline a previous run left on the box, if any."""
+    result = answered(box.run(f"cat {BASELINE_DIR}/baseline.json 2>/dev/null"))
+    if not result.ok or not result.stdout.strip():
+        return None
+    return Baseline.from_json(result.stdout)
