@@ -27,7 +27,7 @@ def gather(rt: Runtime, node_token: str) -> dict[str, Any]:
     def one(item: tuple[str, tuple[str, str]]) -> tuple[str, Any]:
         name, (url, token) = item
         try:
-            return name, fetch_json(url, token)
+            return name, fetch_json(url, token, timeout=0.4)
         except FetchError:
             return name, None
 
