@@ -21,6 +21,13 @@ from gate.contract import (
     lookup,
     option,
 )
+from gate.matrix import Axis, Fact, Matrix, Scenario
+
+REMOTE_WHY = "remote mode needs a node endpoint elsewhere: --fact remote_node_url=http://..."
+COMPACT_WHY = (
+    "flipping node.compact needs a spare data dir in the other format (never the live one): "
+    "--fact alt_data_dir=/path"
+)
 
 
 def expected_services(cfg: Config) -> frozenset[str]:
@@ -57,10 +64,6 @@ def dashboard_url(cfg: Config) -> str:
     return f"{scheme}://127.0.0.1:{lookup(cfg, 'dashboard.port')}/api/state"
 
 
-def _local_node(cfg: Config) -> bool:
-    return bool(lookup(cfg, "node.mode") == "local")
-
-
 CONTRACT = StackContract(
     name="sample-stack",
     expected_services=expected_services,
@@ -91,4 +94,57 @@ CONTRACT = StackContract(
         ApiCheck("cache reported as configured", "cache.enabled", Equals(config("extras.cache"))),
     ),
     counters=(Increasing("shares accumulating", "shares.total", within=30.0),),
+)
+
+
+MATRIX = Matrix(
+    axes=(
+        Axis("node.mode", ("local", "remote")),
+        Axis("node.compact", (False, True)),
+        Axis("node.lan_access", (False, True)),
+        Axis("pool.tier", ("mini", "main", "nano")),
+        Axis("extras.cache", (False, True)),
+        Axis("dashboard.secure", (False, True)),
+        Axis("dashboard.strict", (False, True)),
+    ),
+    scenarios=(
+        Scenario(
+            "local-defaults",
+            {
+                "node.mode": "local",
+                "pool.tier": "mini",
+                "node.lan_access": False,
+                "extras.cache": False,
+                "dashboard.secure": False,
+                "dashboard.strict": False,
+            },
+            note="the configuration most users run",
+        ),
+        Scenario(
+            "main-secure-strict",
+            {"pool.tier": "main", "dashboard.secure": True, "dashboard.strict": True},
+        ),
+        Scenario(
+            "nano-cache-lan", {"pool.tier": "nano", "extras.cache": True, "node.lan_access": True}
+        ),
+        Scenario(
+            "remote-node",
+            {
+                "node.mode": "remote",
+                "node.remote_url": Fact("remote_node_url", why=REMOTE_WHY),
+                "pool.tier": "main",
+                "dashboard.secure": True,
+            },
+        ),
+        Scenario(
+            "compact-alt-data",
+            {
+                "node.compact": True,
+                "node.data_dir": Fact("alt_data_dir", why=COMPACT_WHY),
+                "pool.tier": "nano",
+            },
+            note="the destructive axis, only against a spare data dir",
+        ),
+    ),
+    ready_timeout=120.0,
 )

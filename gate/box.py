@@ -47,9 +47,15 @@ class Box:
     """Runs commands on one box's stack dir through a Target."""
 
     def __init__(
-        self, target: Target, host: HostSpec, contract: StackContract, record: Recorder
+        self,
+        target: Target,
+        host: HostSpec,
+        contract: StackContract,
+        record: Recorder,
+        checkpoint: Callable[[], None] = lambda: None,
     ) -> None:
         self.target = target
+        self.checkpoint = checkpoint
         self.host = host
         self.contract = contract
         self._record = record
@@ -65,7 +71,11 @@ class Box:
         scrub: bool = True,
         in_dir: bool = True,
     ) -> Result:
-        """Run `command` in the stack dir; its output is scrubbed on the box once boxtool is up."""
+        """Run `command` in the stack dir; its output is scrubbed on the box once boxtool is up.
+
+        A pending signal is raised before the command is sent, never while it runs.
+        """
+        self.checkpoint()
         sent = command
         if scrub and self._tool_ready and stdin is None:
             sent = f"python3 {BOXTOOL} exec {timeout:g} {quote(command)}"

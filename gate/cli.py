@@ -7,14 +7,19 @@ from pathlib import Path
 from typing import TextIO
 
 from gate.errors import ExitCode, UsageError
+from gate.matrix import describe, validate_matrix
 from gate.options import Options, load_stack_file
 from gate.phases.check import check_phase
+from gate.phases.matrix import matrix_phase
+from gate.phases.restore import recover_phase
 from gate.redact import Redactor
 from gate.report import Console
 from gate.runner import Phase, main
 
 PHASES: dict[str, list[Phase]] = {
     "check": [check_phase],
+    "matrix": [matrix_phase],
+    "recover": [recover_phase],
 }
 
 
@@ -83,6 +88,8 @@ def list_plan(opts: Options, stream: TextIO) -> int:
     ]
     lines += [f"  api: {c.name}  [{c.expression} increases]" for c in contract.counters]
     lines += ["  posture: env settings match config", "  posture: dashboard scheme matches config"]
+    if stack.matrix is not None:
+        lines += describe(validate_matrix(stack.matrix), opts.facts)
     stream.write("\n".join(lines) + "\n")
     return ExitCode.PASSED
 
@@ -95,8 +102,5 @@ def run_cli(stream: TextIO | None = None, **flags: object) -> int:
             return list_plan(opts, sys.stdout)
     except UsageError as exc:
         Console(Redactor(), stream).line(f"gate: {exc}", "bold red")
-        return ExitCode.USAGE
-    if opts.mode not in PHASES:
-        Console(Redactor(), stream).line(f"gate: mode {opts.mode} is not built yet", "bold red")
         return ExitCode.USAGE
     return main(opts, PHASES, stream)

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+import jmespath
+
 from gate.box import Box
 from gate.checks import Reading
 from gate.contract import Config
@@ -94,8 +96,6 @@ def read_scheme(box: Box, cfg: Config) -> Reading[str]:
 
 def counter(api: Reading[Any], expression: str) -> float | None:
     """A numeric counter from an API reading, or None."""
-    import jmespath
-
     if not api.usable:
         return None
     value = jmespath.search(expression, api.value)

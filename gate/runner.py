@@ -24,6 +24,7 @@ from gate.box import Box, answered
 from gate.checks import CheckRecord, SkipClass, Verdict, worst
 from gate.errors import ExitCode, GateError, PreflightError, UsageError
 from gate.inventory import HostSpec, local_spec, resolve_host
+from gate.matrix import Matrix, validate_matrix
 from gate.options import Options, StackFile, load_stack_file, validate
 from gate.redact import Redactor
 from gate.report import Console
@@ -76,6 +77,9 @@ class Run:
         self.started = time.time()
         self.box: Box | None = None
         self.journal: Journal | None = None
+        self.restored = False
+        self.scenario_lines: list[dict[str, str]] = []
+        self.facts = {**host.requirements, **opts.facts}
 
     def add(self, record: CheckRecord) -> None:
         self.records.append(record)
@@ -85,6 +89,11 @@ class Run:
         if self.box is None:
             raise RuntimeError("a phase ran before the box was connected")
         return self.box
+
+    def require_matrix(self) -> Matrix:
+        if self.stack.matrix is None:
+            raise UsageError(f"{self.opts.matrix_file} declares no MATRIX")
+        return validate_matrix(self.stack.matrix)
 
     def journal_note(self, event: str, **details: Any) -> None:
         if self.journal is not None:
@@ -117,7 +126,13 @@ class Run:
     def _connect_and_run(self, phases: list[Phase]) -> None:
         self.console.phase("connect", f"{self.host.name} ({self.mode})")
         with target_for(self.host, accept_new=self.opts.accept_new_host_key) as target:
-            self.box = Box(target, self.host, self.stack.contract, self.artifacts.record_event)
+            self.box = Box(
+                target,
+                self.host,
+                self.stack.contract,
+                self.artifacts.record_event,
+                self.guard.checkpoint,
+            )
             versions = preflight(self.box)
             self._write_manifest(target.name, versions)
             self.box.install_tool()
@@ -191,6 +206,7 @@ class Run:
             "error": str(self.error) if self.error else None,
             "strict_failures": self.strict_failures() if self.opts.strict else [],
             "notes": self.notes,
+            "scenarios": self.scenario_lines,
             "started": self.started,
             "ended": time.time(),
             "counts": {v.value: sum(r.verdict is v for r in self.records) for v in Verdict},
@@ -245,6 +261,8 @@ def main(opts: Options, phases: dict[str, list[Phase]], stream: TextIO | None = 
     try:
         validate(opts)
         stack = load_stack_file(opts.matrix_file)
+        if opts.mode == "matrix":
+            validate_matrix(stack.matrix).select(opts.scenarios)
         host = resolve(opts)
     except UsageError as exc:
         console.line(f"gate: {exc}", "bold red")

@@ -1,7 +1,9 @@
 """Turning SIGINT, SIGTERM and SIGHUP into one orderly unwind, and shielding the restore.
 
-The first signal raises `Interrupted` in the main thread so every `finally` runs. While a
-restore is shielded, signals are only counted: a second Ctrl-C must not cut it short.
+A signal is only recorded when it arrives; `checkpoint()` (called before every command on
+the box) raises `Interrupted` at the next safe point, so no command is abandoned half-way
+on the box. While a restore is shielded, checkpoints pass: a second Ctrl-C must not cut
+it short.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class SignalGuard:
     def __init__(self) -> None:
         self.received: list[int] = []
         self._shielded = 0
+        self._raised = False
         self._previous: dict[int, object] = {}
 
     @property
@@ -44,8 +47,12 @@ class SignalGuard:
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
         self.received.append(signum)
-        if self._shielded == 0 and len(self.received) == 1:
-            raise Interrupted(signum)
+
+    def checkpoint(self) -> None:
+        """Raise `Interrupted` once if a signal came in, unless a restore is shielded."""
+        if self.received and not self._raised and self._shielded == 0:
+            self._raised = True
+            raise Interrupted(self.received[0])
 
     def install(self) -> None:
         for signum in HANDLED:

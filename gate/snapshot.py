@@ -19,13 +19,15 @@ from typing import Any
 
 from gate.box import GATE_DIR, Box, Kind, answered
 from gate.errors import BoxLocked, PreflightError
-from gate.target import Hold, quote
+from gate.hold import Hold, hold
+from gate.target import quote
 
 LOCK_FILE = f"{GATE_DIR}/lock"
 HOLDER_FILE = f"{GATE_DIR}/holder.json"
 JOURNAL_FILE = f"{GATE_DIR}/journal.jsonl"
 STATE_FILE = f"{GATE_DIR}/state.json"
 BASELINE_DIR = f"{GATE_DIR}/baseline"
+BASELINE_CONFIG = f"{BASELINE_DIR}/config.json"
 LOCK_CONFLICT = 75
 
 
@@ -48,7 +50,7 @@ class BoxLock:
             f"cd {quote(self.box.host.dir)} && exec flock -n -E {LOCK_CONFLICT} {mode} "
             f"{LOCK_FILE} sh -c 'echo held; exec cat >/dev/null'"
         )
-        held = self.box.target.hold(command, ready="held", timeout=15.0)
+        held = hold(self.box.target, command, ready="held", timeout=15.0)
         if isinstance(held, Hold):
             self._hold = held
             if self.exclusive:
@@ -155,7 +157,7 @@ def store_baseline(box: Box, baseline: Baseline) -> None:
     answered(
         box.run(
             f"mkdir -p {BASELINE_DIR} && chmod 700 {BASELINE_DIR} && "
-            f"cp -p {cfg} {BASELINE_DIR}/config.json && chmod 600 {BASELINE_DIR}/config.json",
+            f"cp -p {cfg} {BASELINE_CONFIG} && chmod 600 {BASELINE_CONFIG}",
             kind=Kind.BOOKKEEPING,
         )
     )

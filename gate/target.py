@@ -371,6 +371,14 @@ class SSHTarget(Target):
             raise UsageError(f"cannot set up SSH to {host!r}: {exc}") from exc
 
     @property
+    def transport(self) -> paramiko.Transport:
+        """The live SSH transport, for channels that outlive one command (gate/hold.py)."""
+        transport: paramiko.Transport | None = self._connection.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise Unreachable(f"no live SSH transport to {self.host_port}")
+        return transport
+
+    @property
     def host_port(self) -> str:
         return f"{self._connection.host}:{self._connection.port}"
 

@@ -1,0 +1,136 @@
+"""Commands that stay running on the box while the run lives: the lock holder.
+
+A held command prints a ready line, then blocks reading its stdin. Its stdin is the run's
+lifeline: when the runner releases it, or dies for any reason (SIGKILL included), stdin
+reaches EOF on the box, the command exits, and whatever it held (an flock) is let go.
+"""
+
+from __future__ import annotations
+
+import abc
+import select
+import subprocess
+import time
+
+import paramiko
+
+from gate.target import Outcome, Result, SSHTarget, Target
+
+READ_CHUNK = 4096
+
+
+class Hold(abc.ABC):
+    """A command kept alive on the box until `release()`."""
+
+    @abc.abstractmethod
+    def release(self) -> None:
+        """Close its stdin and let it exit."""
+
+
+def _refused(command: str, code: int | None, out: str, err: str, started: float) -> Result:
+    outcome = Outcome.FAILED if code not in (None, 255) else Outcome.UNREACHABLE
+    return Result(
+        command=command,
+        outcome=outcome,
+        exit_code=code if outcome is Outcome.FAILED else None,
+        stdout=out,
+        stderr=err,
+        duration=time.monotonic() - started,
+        reason="" if outcome is Outcome.FAILED else "the held command ended without an exit code",
+    )
+
+
+class LocalHold(Hold):
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self._process = process
+
+    def release(self) -> None:
+        if self._process.stdin is not None:
+            self._process.stdin.close()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+def hold_local(command: str, *, ready: str, timeout: float) -> Hold | Result:
+    """Start `command` here; a Hold once it prints `ready`, else its Result."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        ["/bin/sh", "-c", command],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    line = b""
+    deadline = started + timeout
+    while not line.endswith(b"\n") and time.monotonic() < deadline:
+        readable, _, _ = select.select([process.stdout], [], [], deadline - time.monotonic())
+        if not readable:
+            break
+        chunk = process.stdout.read1(READ_CHUNK)  # type: ignore[attr-defined]
+        if not chunk:
+            break
+        line += chunk
+    if line.decode(errors="replace").strip() == ready:
+        return LocalHold(process)
+    if process.stdin is not None:
+        process.stdin.close()
+    try:
+        out, err = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+    text = (line + out).decode(errors="replace")
+    return _refused(command, process.returncode, text, err.decode(errors="replace"), started)
+
+
+class ChannelHold(Hold):
+    def __init__(self, channel: paramiko.Channel) -> None:
+        self._channel = channel
+
+    def release(self) -> None:
+        try:
+            self._channel.shutdown_write()
+            self._channel.close()
+        except (OSError, EOFError, paramiko.SSHException):
+            pass  # the link is already gone, and with it the holder
+
+
+def hold_channel(
+    transport: paramiko.Transport, command: str, *, ready: str, timeout: float
+) -> Hold | Result:
+    """Start `command` on an exec channel; a Hold once it prints `ready`, else its Result."""
+    started = time.monotonic()
+    try:
+        channel = transport.open_session(timeout=timeout)
+        channel.settimeout(timeout)
+        channel.exec_command(command)
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = channel.recv(READ_CHUNK)
+            if not chunk:
+                break
+            line += chunk
+    except (TimeoutError, OSError, EOFError, paramiko.SSHException) as exc:
+        return Result(
+            command, Outcome.UNREACHABLE, None, "", "", time.monotonic() - started, str(exc)
+        )
+    if line.decode(errors="replace").strip() == ready:
+        channel.settimeout(None)
+        return ChannelHold(channel)
+    status = channel.recv_exit_status()
+    code = None if status < 0 else status
+    err = channel.recv_stderr(READ_CHUNK).decode(errors="replace")
+    channel.close()
+    return _refused(command, code, line.decode(errors="replace"), err, started)
+
+
+def hold(target: Target, command: str, *, ready: str, timeout: float) -> Hold | Result:
+    """Keep `command` running on the target's box; see the module docstring."""
+    if isinstance(target, SSHTarget):
+        target.open()
+        return hold_channel(target.transport, command, ready=ready, timeout=timeout)
+    return hold_local(command, ready=ready, timeout=timeout)

@@ -1,0 +1,50 @@
+"""Waits poll a real signal, record every attempt, and report the last value seen."""
+
+from __future__ import annotations
+
+from gate.errors import Unreachable
+from gate.readiness import wait_until
+
+
+def test_wait_is_satisfied_when_the_signal_arrives() -> None:
+    values = iter([1, 2, 3, 4, 5])
+    result = wait_until(
+        "count", lambda: next(values), lambda v: v >= 3, timeout=5, first_interval=0.01
+    )
+    assert result.satisfied
+    assert [a.value for a in result.attempts] == [1, 2, 3]
+    assert result.last == 3
+
+
+def test_wait_times_out_with_the_last_value() -> None:
+    result = wait_until("never", lambda: 7, lambda v: v > 100, timeout=0.3, first_interval=0.01)
+    assert not result.satisfied
+    assert not result.inconclusive
+    assert result.last == 7
+    assert len(result.attempts) >= 2
+    assert "last seen 7" in result.describe()
+
+
+def test_could_not_ask_is_inconclusive() -> None:
+    def probe() -> int:
+        raise Unreachable("connection lost")
+
+    result = wait_until("lost", probe, lambda v: True, timeout=0.2, first_interval=0.01)
+    assert result.inconclusive
+    assert not result.satisfied
+    assert "could not ask" in result.attempts[-1].error
+
+
+def test_observer_sees_every_attempt_with_a_countdown() -> None:
+    seen: list[float] = []
+    values = iter([0, 0, 1])
+    wait_until(
+        "obs",
+        lambda: next(values),
+        lambda v: v == 1,
+        timeout=5,
+        first_interval=0.01,
+        observe=lambda _n, _a, remaining: seen.append(remaining),
+    )
+    assert len(seen) == 3
+    assert all(0 < r <= 5 for r in seen)
