@@ -240,9 +240,16 @@ def check_secrets_kept(
         for key, digest in sorted(items.items())
         if now.value.get(category, {}).get(key) != digest
     ]
+    added = [
+        f"{category}:{key}"
+        for category, items in sorted(now.value.items())
+        for key in sorted(items)
+        if key not in baseline.get(category, {})
+    ]
+    note = f"new since the baseline (left in place): {', '.join(added)}" if added else ""
     if changed:
-        return CheckRecord(name, Verdict.FAIL, f"{total} unchanged", "; ".join(changed), "")
-    return CheckRecord(name, Verdict.PASS, f"{total} unchanged", f"{total} unchanged", "")
+        return CheckRecord(name, Verdict.FAIL, f"{total} unchanged", "; ".join(changed), note)
+    return CheckRecord(name, Verdict.PASS, f"{total} unchanged", f"{total} unchanged", note)
 
 
 def worst(verdicts: Iterable[Verdict]) -> Verdict:

@@ -80,6 +80,10 @@ class Console:
     def final(self, records: Iterable[CheckRecord], verdict: str, exit_code: int) -> None:
         self.end_wait()
         records = list(records)
+        if not self.fancy:
+            counts = ", ".join(f"{sum(r.verdict is v for r in records)} {v}" for v in Verdict)
+            self.line(f"gate: {verdict} (exit {exit_code}): {counts}")
+            return
         table = Table(title=f"gate: {verdict} (exit {exit_code})", show_lines=False)
         for column in ("verdict", "scenario", "check", "observed"):
             table.add_column(column)

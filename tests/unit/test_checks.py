@@ -187,6 +187,16 @@ def test_secrets_kept_names_changed_and_removed() -> None:
     assert record.observed == "env:A_TOKEN changed; env:B_TOKEN removed"
 
 
+def test_secrets_kept_names_new_secrets_without_failing() -> None:
+    base = {"env": {"A_TOKEN": "1"}, "files": {}}
+    grown: Reading[Any] = Reading(
+        value={"env": {"A_TOKEN": "1"}, "files": {"secrets/tls.key": "5"}}
+    )
+    record = check_secrets_kept(base, grown)
+    assert record.verdict is Verdict.PASS
+    assert record.evidence == "new since the baseline (left in place): files:secrets/tls.key"
+
+
 def test_worst_and_skip_classes() -> None:
     assert worst([Verdict.PASS, Verdict.SKIP]) is Verdict.PASS
     assert worst([Verdict.PASS, Verdict.INCONCLUSIVE]) is Verdict.INCONCLUSIVE
