@@ -168,9 +168,21 @@ class _StreamsMixin:
     """
 
     read_chunk_size: int
+    _stdin_refused = False
 
     def read_our_stdin(self, input_: IO[str]) -> str:
-        return input_.read(STDIN_CHUNK)
+        return "" if self._stdin_refused else input_.read(STDIN_CHUNK)
+
+    def write_proc_stdin(self, data: str) -> None:
+        """A command that stops reading (`head -1`, killed, link gone) is not our error."""
+        try:
+            super().write_proc_stdin(data)  # type: ignore[misc]
+        except (OSError, EOFError):
+            self._stdin_refused = True
+
+    def close_proc_stdin(self) -> None:
+        with contextlib.suppress(OSError, EOFError):
+            super().close_proc_stdin()  # type: ignore[misc]
 
     def read_proc_output(self, reader: Any) -> Iterator[str]:
         decoder = codecs.getincrementaldecoder("utf-8")("replace")
@@ -195,6 +207,14 @@ class _LocalRunner(_StreamsMixin, _InvokeLocal):  # type: ignore[misc]
             stdin=subprocess.PIPE,
             start_new_session=True,
         )
+
+    def _write_proc_stdin(self, data: bytes) -> None:
+        """Write all of it (invoke's os.write may write part) and let a closed pipe surface."""
+        stream = self.process.stdin
+        if stream is None:
+            raise BrokenPipeError("the command has no stdin pipe")
+        stream.write(data)
+        stream.flush()
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):

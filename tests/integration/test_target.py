@@ -80,6 +80,18 @@ def test_stdin_writes_a_file_without_a_command_line(target: Target, tmp_path: Pa
     assert path.read_text() == secret
 
 
+def test_stdin_the_command_does_not_read_is_dropped_quietly(target: Target) -> None:
+    result = target.run("head -c 2", timeout=20, stdin="xy" * 5_000_000)
+    assert (result.outcome, result.stdout) == (Outcome.OK, "xy")
+
+
+def test_timeout_with_unread_stdin_is_still_a_timeout(target: Target) -> None:
+    started = time.monotonic()
+    result = target.run("sleep 30", timeout=1, stdin="x" * 10_000_000)
+    assert (result.outcome, result.reason) == (Outcome.UNREACHABLE, "timeout after 1s")
+    assert time.monotonic() - started < 5
+
+
 def test_no_stdin_means_immediate_eof(target: Target) -> None:
     result = target.run("cat; echo done", timeout=10)
     assert (result.outcome, result.stdout) == (Outcome.OK, "done\n")
