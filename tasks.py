@@ -28,6 +28,7 @@ from gate.cli import run_cli
         "matrix": "the matrix file declaring the contract (default matrix.py)",
         "known_hosts": "extra known_hosts file (default inventory/known_hosts)",
         "fact": "key=value for scenario requirements, e.g. remote_node_url=http://...",
+        "inventory": "the inventory dir (default inventory)",
     },
 )
 def gate(
@@ -48,6 +49,7 @@ def gate(
     matrix: str = "matrix.py",
     known_hosts: str = "",
     fact: list[str] | None = None,
+    inventory: str = "inventory",
 ) -> None:
     """Gate a box: --check, the config matrix (default), or --recover."""
     code = run_cli(
@@ -67,6 +69,7 @@ def gate(
         matrix=matrix,
         known_hosts=known_hosts,
         facts=fact or [],
+        inventory=inventory,
     )
     sys.exit(code)
 

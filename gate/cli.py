@@ -51,6 +51,7 @@ def build_options(
     matrix: str,
     known_hosts: str,
     facts: list[str],
+    inventory: str = "inventory",
 ) -> Options:
     """Flags as typed strings -> validated-later Options."""
     return Options(
@@ -70,6 +71,7 @@ def build_options(
         matrix_file=Path(matrix),
         known_hosts=Path(known_hosts) if known_hosts else None,
         facts=parse_facts(facts),
+        inventory_dir=Path(inventory),
     )
 
 

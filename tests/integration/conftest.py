@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -46,3 +47,64 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
 def project_known_hosts(tmp_path: Path) -> Path:
     """Where a test's project known_hosts file goes (not created)."""
     return tmp_path / "inventory" / "known_hosts"
+
+
+# --- gate against real sample-stack boxes ----------------------------------------------------
+
+from harness import Box, install, kill_leftovers, write_inventory  # noqa: E402
+
+
+@pytest.fixture
+def make_stack_box(tmp_path: Path) -> Iterator[Callable[..., Box]]:
+    """Factory: install, apply and wait healthy; every box is brought down at teardown."""
+    boxes: list[Box] = []
+
+    def make(name: str = "box", **changes: dict[str, object]) -> Box:
+        box = Box(tmp_path / name)
+        proc = install(box.path, "--python", sys.executable)
+        assert proc.returncode == 0, proc.stderr
+        boxes.append(box)
+        if changes:
+            box.edit(**changes)
+        applied = box.ctl("apply", "-y")
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        box.wait_healthy(timeout=60)
+        return box
+
+    yield make
+    for box in boxes:
+        box.ctl("down")
+        kill_leftovers(box.path)
+
+
+@pytest.fixture
+def stack_box(make_stack_box: Callable[..., Box]) -> Box:
+    """A freshly installed, healthy sample-stack box."""
+    return make_stack_box()
+
+
+def ssh_args(
+    server: Sshd, box: Box, inventory: Path, name: str = "box", **extra: object
+) -> list[str]:
+    """Write inventory/NAME.toml for `box` behind `server`; the flags that select it."""
+    write_inventory(
+        inventory,
+        name,
+        host=server.host,
+        port=server.port,
+        user=server.user,
+        identity=str(server.identity),
+        dir=str(box.path),
+        known_hosts=str(server.known_hosts),
+        **extra,
+    )
+    return ["--host", name, "--inventory", str(inventory)]
+
+
+@pytest.fixture(params=["local", "ssh"])
+def via(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[Box], list[str]]:
+    """The same gate run over each transport: returns the flags that reach a box."""
+    if request.param == "local":
+        return lambda box: ["--local", "--dir", str(box.path)]
+    server: Sshd = request.getfixturevalue("sshd")
+    return lambda box: ssh_args(server, box, tmp_path / "inventory")

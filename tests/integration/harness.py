@@ -1,0 +1,150 @@
+"""Driving gate as a user does (`invoke gate ...` in a subprocess) against real boxes.
+
+A `GateRun` is what a user would look at afterwards: the exit code, everything printed,
+and the results/<run-id>/ directory. Boxes are the sample stack, installed by the stack's
+own test helpers (tests/stack/stackbox.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "stack"))
+
+from stackbox import Box, file_hash, install, kill_leftovers, wait_for  # noqa: E402
+
+__all__ = ["REPO", "Box", "GateRun", "file_hash", "install", "kill_leftovers", "wait_for"]
+
+MUTATING_VERBS = ("apply", " up", " down", "stop", "start", "kill", " rm ", "restart", "restore")
+
+
+@dataclass
+class GateRun:
+    """One finished `invoke gate` run."""
+
+    code: int
+    output: str
+    out_dir: Path
+
+    @property
+    def run_dir(self) -> Path:
+        runs = sorted(p for p in self.out_dir.iterdir() if p.is_dir())
+        assert len(runs) == 1, f"expected one run dir in {self.out_dir}, found {runs}"
+        return runs[0]
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return dict(json.loads((self.run_dir / "summary.json").read_text()))
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        lines = (self.run_dir / "events.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines]
+
+    def verdicts(self) -> dict[str, str]:
+        """check name (prefixed by scenario when there is one) -> verdict."""
+        return {
+            (f"{c['scenario']}/" if c["scenario"] else "") + c["name"]: c["verdict"]
+            for c in self.summary["checks"]
+        }
+
+    def verdict(self, name: str) -> str:
+        found = self.verdicts()
+        assert name in found, f"no check {name!r}; checks: {sorted(found)}"
+        return found[name]
+
+    def everything_written(self) -> str:
+        """Console output plus every file in the run dir: what a canary must never be in."""
+        texts = [self.output]
+        texts += [p.read_text(errors="replace") for p in self.run_dir.rglob("*") if p.is_file()]
+        return "\n".join(texts)
+
+
+def gate_command(*args: str, out: Path) -> list[str]:
+    return [sys.executable, "-m", "invoke", "gate", *args, "--out", str(out)]
+
+
+def gate_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["NO_COLOR"] = "1"
+    return env
+
+
+def run_gate(*args: str, out: Path, timeout: float = 300) -> GateRun:
+    """Run `invoke gate ARGS --out OUT` from the repo root, as a user would."""
+    out.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        gate_command(*args, out=out),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env=gate_env(),
+        check=False,
+    )
+    return GateRun(proc.returncode, proc.stdout + proc.stderr, out)
+
+
+def start_gate(*args: str, out: Path) -> subprocess.Popen[str]:
+    """Start a gate run in the background (for signal tests); output goes to out/console.txt."""
+    out.mkdir(parents=True, exist_ok=True)
+    console = (out.parent / f"{out.name}-console.txt").open("w")
+    return subprocess.Popen(
+        gate_command(*args, out=out),
+        cwd=REPO,
+        stdout=console,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=gate_env(),
+        text=True,
+    )
+
+
+def wait_for_event(out: Path, needle: str, timeout: float = 120) -> dict[str, Any]:
+    """Poll the running gate's events.jsonl until a command containing `needle` appears."""
+
+    def latest() -> dict[str, Any] | None:
+        for path in out.glob("*/events.jsonl"):
+            for line in reversed(path.read_text().splitlines()):
+                event = json.loads(line)
+                if needle in event["command"]:
+                    return dict(event)
+        return None
+
+    found = wait_for(f"gate event {needle!r}", latest, lambda e: e is not None, timeout)
+    assert found is not None
+    return found
+
+
+def write_inventory(directory: Path, name: str, **fields: Any) -> Path:
+    """inventory/NAME.toml from keyword fields (strings, ints, and a requirements table)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lines, tables = [], []
+    for key, value in fields.items():
+        if isinstance(value, dict):
+            tables.append(f"[{key}]")
+            tables += [f"{k} = {json.dumps(v)}" for k, v in value.items()]
+        else:
+            lines.append(f"{key} = {json.dumps(value)}")
+    path = directory / f"{name}.toml"
+    path.write_text("\n".join(lines + tables) + "\n")
+    return path
+
+
+def config_and_secret_hashes(box: Box) -> dict[str, str]:
+    """What 'restored' means on disk: config.json, .env and the secret files, by hash."""
+    paths = [box.path / "config.json", box.path / ".env", *sorted((box.path / "secrets").glob("*"))]
+    return {str(p.relative_to(box.path)): file_hash(p) for p in paths if p.is_file()}
+
+
+def until(deadline_s: float) -> float:
+    return time.monotonic() + deadline_s
