@@ -138,13 +138,13 @@ def parse_address(spec: str, inventory_dir: Path) -> HostSpec:
 
 def _parse_port(text: str, where: str) -> int:
     if not text.isdigit():
-        raise UsageError(f"bad port {text!r} in {where}: expected a number 1-65535")
+        raise UsageError(f"{where}: bad port {text!r}: expected a number 1-65535")
     return _check_port(int(text), where)
 
 
 def _check_port(port: int, where: str) -> int:
     if not 1 <= port <= 65535:
-        raise UsageError(f"bad port {port} in {where}: expected 1-65535")
+        raise UsageError(f"{where}: bad port {port}: expected 1-65535")
     return port
 
 
