@@ -43,12 +43,6 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
     server.stop()
 
 
-@pytest.fixture
-def project_known_hosts(tmp_path: Path) -> Path:
-    """Where a test's project known_hosts file goes (not created)."""
-    return tmp_path / "inventory" / "known_hosts"
-
-
 # --- gate against real sample-stack boxes ----------------------------------------------------
 
 from harness import Box, install, kill_leftovers, write_inventory  # noqa: E402
