@@ -23,8 +23,8 @@ sysdeps:
 	@command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
 
 lint: bootstrap
-	$(BIN)/ruff check gate tests tasks.py matrix.py examples
-	$(BIN)/ruff format --check gate tests tasks.py matrix.py examples
+	$(BIN)/ruff check gate tests tasks.py matrix.py examples scripts
+	$(BIN)/ruff format --check gate tests tasks.py matrix.py examples scripts
 
 typecheck: bootstrap
 	$(BIN)/mypy
@@ -40,7 +40,7 @@ demo: bootstrap sysdeps
 
 # The release is blocked unless the gate passes against the inventory's box.
 release: bootstrap
-	$(BIN)/invoke gate --host $${GATE_HOST:?set GATE_HOST to an inventory name} --lifecycle --fault-injection
+	$(BIN)/invoke gate --host $${GATE_HOST:?set GATE_HOST to an inventory name} --strict
 
 clean:
 	rm -rf $(VENV) results boxes
