@@ -290,11 +290,6 @@ def _key_type(key: paramiko.PKey) -> str:
     return "ECDSA" if name.startswith("ecdsa") else name.upper()
 
 
-def known_hosts_name(host: str, port: int) -> str:
-    """The name OpenSSH files a host's key under: `host`, or `[host]:port` off port 22."""
-    return host if port == 22 else f"[{host}]:{port}"
-
-
 class RecordingHostKeyPolicy(paramiko.MissingHostKeyPolicy):
     """Refuse unknown host keys, or (opted in) record them in the project known_hosts."""
 
