@@ -8,6 +8,7 @@ sshd_config and log, runs `/usr/sbin/sshd -D -e` as a child, and can be killed
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import getpass
 import os
 import shutil
@@ -20,6 +21,7 @@ from pathlib import Path
 SSHD = Path("/usr/sbin/sshd")
 PRIVSEP_DIR = Path("/run/sshd")
 START_DEADLINE = 10.0
+PR_SET_PDEATHSIG = 1
 
 
 class SshdUnavailable(RuntimeError):
@@ -104,6 +106,7 @@ class Sshd:
             stderr=log,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         log.close()
         self._wait_for_banner()
@@ -184,6 +187,13 @@ class Sshd:
                 os.kill(pid, sig)
         self._process.wait(timeout=10)
         self._process = None
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL sshd if pytest itself is killed, so no listener outlives the run."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _ensure_privsep_dir() -> None:
