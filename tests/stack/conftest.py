@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,10 @@ def make_box(tmp_path: Path) -> Iterator[Callable[..., Box]]:
         return box
 
     yield make
+    # Bring boxes down in parallel (each takes ~2 s of supervisord ticks), then make sure.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda b: b.ctl("down"), boxes))
     for box in boxes:
-        box.ctl("down")
         kill_leftovers(box.path)
 
 

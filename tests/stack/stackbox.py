@@ -138,3 +138,30 @@ def kill_leftovers(box: Path) -> None:
         if marker + b"\0" in cmdline or marker + b"/" in cmdline:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(proc.name), signal.SIGKILL)
+
+
+def listen_addresses(port: int) -> set[str]:
+    """Local addresses with a LISTEN socket on `port`, from /proc/net/tcp (IPv4)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        addr_hex, port_hex = fields[1].split(":")
+        if fields[3] == "0A" and int(port_hex, 16) == port:
+            octets = bytes.fromhex(addr_hex)[::-1]
+            found.add(".".join(str(b) for b in octets))
+    return found
+
+
+def services_running_in(box: Path) -> set[str]:
+    """Service modules of live processes started for this box (from /proc cmdlines)."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "--box" in argv and argv[argv.index("--box") + 1] == str(box) and "--name" in argv:
+            found.add(argv[argv.index("--name") + 1])
+    return found

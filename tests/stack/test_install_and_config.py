@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from stackbox import Box, install, tree_hashes
-from stacklib import config, status, supervisor
+from stacklib import config, status, supd
 
 
 def test_install_lays_out_a_box(make_box: Callable[..., Box]) -> None:
@@ -88,7 +88,7 @@ def test_bad_config_is_refused_and_changes_nothing(
     assert needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert tree_hashes(box.path) == before
     assert not (box.path / ".env").exists()
-    assert not supervisor.Supervisor(box.path).running()
+    assert not supd.Supervisor(box.path).running()
 
 
 def test_unparseable_config_is_refused(make_box: Callable[..., Box]) -> None:
@@ -127,9 +127,9 @@ def test_up_before_apply_is_refused(make_box: Callable[..., Box]) -> None:
 
 def test_long_box_path_gets_a_short_socket(tmp_path: Path) -> None:
     deep = tmp_path / ("d" * 60) / ("e" * 60)
-    sock = supervisor.socket_path(deep)
+    sock = supd.socket_path(deep)
     assert len(str(sock)) < 100 and str(sock).startswith("/tmp/stack-")
-    assert supervisor.socket_path(tmp_path) == tmp_path / "run" / "supervisor.sock"
+    assert supd.socket_path(tmp_path) == tmp_path / "run" / "supervisor.sock"
 
 
 def test_env_renders_the_contract_keys() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from stacklib import VERSION, config, defects, envfile, secrets
 from stacklib.config import ConfigError
-from stacklib.supervisor import Supervisor, command_for, conf_programs, render_conf
+from stacklib.supd import Supervisor, command_for, conf_programs, render_conf
 
 
 class ApplyFailed(Exception):
@@ -122,7 +122,7 @@ def apply(box: Path, assume_yes: bool) -> int:
         return 0
     report = reconcile(sup, conf_programs(previous), config.expected_services(cfg))
     if switches.get("restart_on_every_apply"):
-        sup.call("stopProcess", "pool", True, ok_faults=("NOT_RUNNING", "BAD_NAME"))
+        sup.stop_many(["pool"])
         sup.call("startProcess", "pool", True, ok_faults=("ALREADY_STARTED",))
     for line in report:
         print(line)
@@ -132,8 +132,8 @@ def apply(box: Path, assume_yes: bool) -> int:
 def reconcile(sup: Supervisor, previous: list[str], expected: list[str]) -> list[str]:
     """What `supervisorctl update` does, plus starting stopped services; returns report lines."""
     added, changed, removed = sup.call("reloadConfig")[0]
+    sup.stop_many(removed + changed)
     for name in removed + changed:
-        sup.call("stopProcessGroup", name, True, ok_faults=("NOT_RUNNING",))
         sup.call("removeProcessGroup", name)
     for name in changed + added:
         sup.call("addProcessGroup", name)

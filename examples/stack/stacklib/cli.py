@@ -17,7 +17,7 @@ from pathlib import Path
 
 from stacklib import SERVICE_VERSIONS, VERSION, backup, config, doctor, status
 from stacklib.apply import ApplyFailed, apply
-from stacklib.supervisor import Supervisor
+from stacklib.supd import Supervisor
 
 Handler = Callable[[Path, argparse.Namespace], int]
 
@@ -76,7 +76,7 @@ def cmd_down(box: Path, args: argparse.Namespace) -> int:
 
 def cmd_restart(box: Path, args: argparse.Namespace) -> int:
     sup = running_supervisor(box)
-    sup.call("stopAllProcesses", True)
+    sup.stop_many(list(sup.processes()))
     sup.call("startAllProcesses", False)
     print("Restarted")
     return 0
@@ -84,7 +84,7 @@ def cmd_restart(box: Path, args: argparse.Namespace) -> int:
 
 def cmd_stop(box: Path, args: argparse.Namespace) -> int:
     name = known_service(box, args.service)
-    running_supervisor(box).call("stopProcess", name, True, ok_faults=("NOT_RUNNING", "BAD_NAME"))
+    running_supervisor(box).stop_many([name])
     print(f"Stopped: {name}")
     return 0
 
@@ -112,7 +112,7 @@ def cmd_kill(box: Path, args: argparse.Namespace) -> int:
 def cmd_rm(box: Path, args: argparse.Namespace) -> int:
     name = known_service(box, args.service)
     sup = running_supervisor(box)
-    sup.call("stopProcessGroup", name, True, ok_faults=("NOT_RUNNING", "BAD_NAME"))
+    sup.stop_many([name])
     sup.call("removeProcessGroup", name, ok_faults=("BAD_NAME",))
     print(f"Removed: {name}")
     return 0

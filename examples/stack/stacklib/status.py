@@ -13,7 +13,7 @@ from typing import Any
 
 from stacklib import VERSION, config, envfile
 from stacklib.net import FetchError, fetch_json
-from stacklib.supervisor import Supervisor, SupervisorDown
+from stacklib.supd import Supervisor, SupervisorDown
 
 PROBE_TIMEOUT_S = 1.0
 EXIT_HEALTHY, EXIT_DEGRADED, EXIT_UNKNOWN = 0, 1, 2

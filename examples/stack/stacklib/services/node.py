@@ -127,7 +127,7 @@ def main() -> None:
     announced = False
     try:
         while True:
-            time.sleep(min(0.5, rt.scaled(1.0)))
+            time.sleep(0.5)
             if chain.synchronized() and not announced:
                 log("node", f"synchronized at height {chain.height()}")
                 announced = True

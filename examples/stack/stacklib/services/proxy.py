@@ -16,6 +16,12 @@ from stacklib.net import FetchError, JsonHandler, bearer_ok, fetch_json, log, se
 from stacklib.services.common import Runtime, start
 
 SHARE_S = 1.0
+MIN_SHARE_S = 0.2
+
+
+def share_interval(rt: Runtime) -> float:
+    """Workers submit every 1 s x time_scale, but not faster than 5/s (keeps tests light)."""
+    return max(MIN_SHARE_S, rt.scaled(SHARE_S))
 
 
 class Admission:
@@ -23,15 +29,17 @@ class Admission:
 
     def __init__(self, rt: Runtime) -> None:
         self.debounce = rt.scaled(float(rt.settings["debounce_s"]))
-        self.online_window = max(1.0, rt.scaled(SHARE_S) * 5)
+        self.online_window = max(1.0, share_interval(rt) * 5)
         self.last_ok = time.monotonic()
         self.admitting = True
+        self.node_reachable = True
         self.shares = 0
         self.seen: dict[str, float] = {}
         self.lock = threading.Lock()
 
     def node_seen(self, ok: bool) -> None:
         now = time.monotonic()
+        self.node_reachable = ok
         if ok:
             self.last_ok = now
         admitting = ok or now - self.last_ok <= self.debounce
@@ -59,6 +67,7 @@ class Admission:
             online = online if self.admitting else 0
             return {
                 "admitting": self.admitting,
+                "node_reachable": self.node_reachable,
                 "workers_online": online,
                 "shares_total": self.shares,
                 "version": SERVICE_VERSIONS["proxy"],
@@ -94,7 +103,7 @@ def main() -> None:
             adm.node_seen(True)
         except FetchError:
             adm.node_seen(False)
-        time.sleep(max(0.05, min(0.5, rt.scaled(1.0))))
+        time.sleep(max(0.1, min(0.5, rt.scaled(1.0))))
 
 
 def _leak(rt: Runtime) -> bool:

@@ -7,8 +7,7 @@ import time
 
 from stacklib.net import FetchError, fetch_json, log
 from stacklib.services.common import start
-
-SHARE_S = 1.0
+from stacklib.services.proxy import share_interval
 
 
 def main() -> None:
@@ -28,7 +27,7 @@ def main() -> None:
             log(rt.name, "shares accepted" if ok else f"shares refused: {reason}")
             accepted = ok
         heartbeat.touch()
-        time.sleep(rt.scaled(SHARE_S))
+        time.sleep(share_interval(rt))
 
 
 if __name__ == "__main__":
