@@ -37,7 +37,7 @@ def wait_for(what: str, probe: Callable[[], T], ok: Callable[[T], bool], timeout
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {value!r}")
-        time.sleep(0.1)
+        time.sleep(0.25)
 
 
 def file_hash(path: Path) -> str:
