@@ -18,7 +18,7 @@ import xmlrpc.client
 from pathlib import Path
 from typing import Any
 
-from supervisor.xmlrpc import SupervisorTransport
+from supervisor.xmlrpc import SupervisorTransport  # type: ignore[import-untyped]
 
 # AF_UNIX paths are limited to 108 bytes including the NUL; keep a margin.
 MAX_SOCKET_PATH = 100
