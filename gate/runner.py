@@ -109,7 +109,7 @@ class Run:
             self._connect_and_run(phases)
         except Interrupted as exc:
             self.error = exc
-            self.note(f"gate: {exc}; the box was left as the restore above says", "bold red")
+            self.note(f"gate: {exc}", "bold red")
         except GateError as exc:
             self.error = exc
             self.note(f"gate: {exc}", "bold red")
