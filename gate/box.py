@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 
@@ -20,6 +20,8 @@ from gate.inventory import HostSpec
 from gate.target import Outcome, Result, Target, quote
 
 GATE_DIR = ".gate"
+TOOL_TIMEOUT = 124  # boxtool exec's exit code when it killed a command at its deadline
+TOOL_TIMEOUT_MARK = "boxtool: timed out after"
 BOXTOOL = f"{GATE_DIR}/boxtool.py"
 
 
@@ -82,6 +84,13 @@ class Box:
         if in_dir:
             sent = f"cd {quote(self.host.dir)} && {sent}"
         result = self.target.run(sent, timeout=timeout + 5, stdin=stdin)
+        if result.exit_code == TOOL_TIMEOUT and TOOL_TIMEOUT_MARK in result.stderr:
+            result = replace(
+                result,
+                outcome=Outcome.UNREACHABLE,
+                exit_code=None,
+                reason=f"timeout after {timeout:g}s",
+            )
         self._record(Event(command, kind, result))
         return result
 

@@ -1,0 +1,133 @@
+"""The box session and its on-box helper, on a real directory through a real LocalTarget.
+
+No stack runs here: a stack dir with an env file, a config and secret files is enough to
+prove what leaves the box and what does not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from gate.box import Box, Event, Kind
+from gate.contract import Dashboard, Secrets, StackContract
+from gate.inventory import local_spec
+from gate.target import LocalTarget, Outcome
+
+TOKEN = "canary-token-5f1e2d"
+PASSWORD = "canary-password-77aa"
+REMOTE = "canary-remote-0b9c"
+KEY_LINE = "canary-key-material-1234567890"
+
+CONTRACT = StackContract(
+    name="fixture",
+    expected_services=lambda _cfg: frozenset({"svc"}),
+    posture=lambda _cfg: {"MODE": "fast"},
+    dashboard=Dashboard(
+        url=lambda _cfg: "http://127.0.0.1:1/",
+        token_env_key="API_TOKEN",
+        secure_flag=lambda _cfg: False,
+    ),
+    secrets=Secrets(
+        env_keys=("*_TOKEN", "*_PASSWORD"),
+        files=("secrets/*.key",),
+        config_paths=("upstream.token",),
+    ),
+)
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> tuple[Box, list[Event], Path]:
+    stack = tmp_path / "stack"
+    (stack / "secrets").mkdir(parents=True)
+    (stack / ".env").write_text(f"MODE=fast\nAPI_TOKEN={TOKEN}\nDB_PASSWORD={PASSWORD}\n")
+    config = {"upstream": {"token": REMOTE, "port": 8000}, "mode": "fast"}
+    (stack / "config.json").write_text(json.dumps(config))
+    (stack / "secrets" / "node.key").write_text(KEY_LINE + "\n")
+    events: list[Event] = []
+    session = Box(LocalTarget(), local_spec(str(stack)), CONTRACT, events.append)
+    session.install_tool()
+    return session, events, stack
+
+
+def test_output_is_scrubbed_on_the_box(box: tuple[Box, list[Event], Path]) -> None:
+    session, _, _ = box
+    result = session.run("cat .env config.json secrets/node.key; echo " + TOKEN + " >&2")
+    assert result.ok
+    assert "MODE=fast" in result.stdout  # the non-secret content did come back
+    for secret in (TOKEN, PASSWORD, REMOTE, KEY_LINE):
+        assert secret not in result.stdout + result.stderr
+
+
+def test_fingerprints_cover_every_category_without_plaintext(
+    box: tuple[Box, list[Event], Path],
+) -> None:
+    session, _, _ = box
+    prints = session.tool_json("fingerprint")
+    assert sorted(prints["env"]) == ["API_TOKEN", "DB_PASSWORD"]
+    assert sorted(prints["files"]) == ["secrets/node.key"]
+    assert sorted(prints["config"]) == ["upstream.token"]
+    text = json.dumps(prints)
+    assert all(secret not in text for secret in (TOKEN, PASSWORD, REMOTE, KEY_LINE))
+
+
+def test_fingerprint_changes_when_a_secret_changes(box: tuple[Box, list[Event], Path]) -> None:
+    session, _, stack = box
+    before = session.tool_json("fingerprint")
+    (stack / ".env").write_text(f"MODE=fast\nAPI_TOKEN=rotated-value\nDB_PASSWORD={PASSWORD}\n")
+    after = session.tool_json("fingerprint")
+    assert after["env"]["API_TOKEN"] != before["env"]["API_TOKEN"]
+    assert after["env"]["DB_PASSWORD"] == before["env"]["DB_PASSWORD"]
+
+
+def test_env_and_config_are_masked(box: tuple[Box, list[Event], Path]) -> None:
+    session, _, _ = box
+    env = session.tool_json("env", "--all")
+    assert env == {"API_TOKEN": "***", "DB_PASSWORD": "***", "MODE": "fast"}
+    assert session.tool_json("env", "MODE") == {"MODE": "fast"}
+    config = session.tool_json("config")
+    assert config["upstream"] == {"token": "***", "port": 8000}
+
+
+def test_render_keeps_user_fields_types_and_refuses_unknown_paths(
+    box: tuple[Box, list[Event], Path],
+) -> None:
+    session, _, stack = box
+    base = str(stack / "config.json")
+    ok = session.tool("render", base, "rendered.json", stdin=json.dumps({"upstream.port": "8000"}))
+    assert ok.ok, ok.stderr
+    rendered = json.loads((stack / "rendered.json").read_text())
+    assert rendered["upstream"] == {"token": REMOTE, "port": "8000"}  # a string stays a string
+    refused = session.tool("render", base, "other.json", stdin=json.dumps({"upstream.nope": 1}))
+    assert refused.exit_code == 2
+    assert "no path upstream.nope" in refused.stderr
+    assert not (stack / "other.json").exists()
+
+
+def test_a_command_past_its_timeout_is_killed_and_could_not_ask(
+    box: tuple[Box, list[Event], Path],
+) -> None:
+    session, events, stack = box
+    started = time.monotonic()
+    result = session.run("echo $$ > sleeper.pid; exec sleep 30", timeout=1)
+    assert time.monotonic() - started < 10
+    assert result.outcome is Outcome.UNREACHABLE
+    assert result.reason == "timeout after 1s"
+    pid = int((stack / "sleeper.pid").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert events[-1].result is result
+
+
+def test_every_command_is_journaled_with_its_kind(box: tuple[Box, list[Event], Path]) -> None:
+    session, events, _ = box
+    assert {e.kind for e in events} == {Kind.BOOKKEEPING}  # installing the helper
+    session.run("true")
+    assert events[-1].kind is Kind.READ
+    assert events[-1].command == "true"
+    mode = (Path(session.host.dir) / ".gate").stat().st_mode & 0o777
+    assert mode == 0o700
