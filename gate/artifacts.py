@@ -25,6 +25,15 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
+def _private_mkdir(path: Path, *, exist_ok: bool = True) -> None:
+    """mkdir -p with every created level 0700 (`mode=` alone covers only the last one)."""
+    old = os.umask(0o077)
+    try:
+        path.mkdir(parents=True, exist_ok=exist_ok, mode=0o700)
+    finally:
+        os.umask(old)
+
+
 class Artifacts:
     """Writes one run's evidence, redacted, owner-only."""
 
@@ -32,15 +41,11 @@ class Artifacts:
         self.dir = root / run_id
         self.redact = redactor
         self.events: list[Event] = []
-        old = os.umask(0o077)
-        try:
-            self.dir.mkdir(parents=True, exist_ok=False, mode=0o700)
-        finally:
-            os.umask(old)
+        _private_mkdir(self.dir, exist_ok=False)
 
     def write_text(self, relative: str, text: str) -> Path:
         path = self.dir / relative
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _private_mkdir(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(self.redact(text))

