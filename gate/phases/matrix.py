@@ -110,9 +110,12 @@ def take_baseline(run: Run) -> Baseline:
         fingerprints=prints.value,
         services=sorted(s for s, st in running.items() if st == box.contract.status.running),
     )
-    store_baseline(box, baseline)
-    write_state(box, "dirty", run.run_id, phase="matrix")
-    run.journal_note("baseline", config_sha256=baseline.config_sha256)
+    # Shielded: a signal here must not leave the box marked dirty with no restore to follow;
+    # it is raised at the first scenario command, inside the always-restore block.
+    with run.guard.shielded():
+        store_baseline(box, baseline)
+        write_state(box, "dirty", run.run_id, phase="matrix")
+        run.journal_note("baseline", config_sha256=baseline.config_sha256)
     return baseline
 
 
