@@ -76,9 +76,7 @@ def hold_local(command: str, *, ready: str, timeout: float) -> Hold | Result:
         line += chunk
     if line.decode(errors="replace").strip() == ready:
         return LocalHold(process)
-    if process.stdin is not None:
-        process.stdin.close()
-    try:
+    try:  # communicate() closes stdin itself (EOF lets a held `cat` end); closing first breaks it
         out, err = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         process.kill()
