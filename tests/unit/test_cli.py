@@ -1,0 +1,194 @@
+"""`invoke gate` flags: every usage error is one line, exit 2, and touches nothing.
+
+Most cases call `gate.cli.run_cli` in-process with the same keyword flags tasks.py passes;
+a few run `python -m invoke gate ...` from the repo root exactly as a user types it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gate.cli import run_cli
+from gate.errors import ExitCode
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def flags(tmp_path: Path, **changes: object) -> dict[str, object]:
+    """The keyword flags tasks.py passes for a bare `invoke gate`, with `changes` applied."""
+    base: dict[str, object] = {
+        "host": "",
+        "local": False,
+        "dir": "",
+        "check": False,
+        "list_only": False,
+        "scenarios": [],
+        "out": str(tmp_path / "results"),
+        "json": False,
+        "workers": -1,
+        "accept_new_host_key": False,
+        "keep": False,
+        "strict": False,
+        "recover": False,
+        "matrix": str(REPO / "matrix.py"),
+        "known_hosts": "",
+        "facts": [],
+        "inventory": str(tmp_path / "inventory"),
+    }
+    unknown = set(changes) - set(base)
+    assert not unknown, f"not a flag: {unknown}"
+    base.update(changes)
+    return base
+
+
+@pytest.fixture
+def box_dir(tmp_path: Path) -> Path:
+    """A stack dir that a usage error must leave exactly as it was: empty."""
+    path = tmp_path / "box"
+    path.mkdir()
+    return path
+
+
+def usage_error(tmp_path: Path, box_dir: Path, **changes: object) -> str:
+    """Run the CLI; assert exit 2, one `gate: ...` line, no results, box untouched."""
+    stream = io.StringIO()
+    code = run_cli(stream, **flags(tmp_path, **changes))
+    text = stream.getvalue()
+    assert code == ExitCode.USAGE, text
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, f"a usage error must be one line, got {lines}"
+    assert lines[0].startswith("gate: "), lines
+    assert "Traceback" not in text
+    assert not (tmp_path / "results").exists(), "a usage error created a results dir"
+    assert list(box_dir.iterdir()) == [], "a usage error touched the box"
+    return lines[0]
+
+
+def test_no_box_named(tmp_path: Path, box_dir: Path) -> None:
+    line = usage_error(tmp_path, box_dir, check=True)
+    assert "--host" in line and "--local --dir" in line
+
+
+def test_local_without_dir(tmp_path: Path, box_dir: Path) -> None:
+    line = usage_error(tmp_path, box_dir, local=True, check=True)
+    assert "--local needs --dir" in line
+
+
+def test_local_and_host_together(tmp_path: Path, box_dir: Path) -> None:
+    line = usage_error(tmp_path, box_dir, local=True, dir=str(box_dir), host="box", check=True)
+    assert "--local and --host are exclusive" in line
+
+
+def test_missing_inventory_file(tmp_path: Path, box_dir: Path) -> None:
+    (tmp_path / "inventory").mkdir()
+    line = usage_error(tmp_path, box_dir, host="nope.toml", check=True)
+    assert "nope.toml: no such inventory file" in line
+
+
+def test_malformed_inventory_toml(tmp_path: Path, box_dir: Path) -> None:
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    (inventory / "bad.toml").write_text(f'host = "127.0.0.1"\ndir = "{box_dir}"\nport = [\n')
+    line = usage_error(tmp_path, box_dir, host="bad", check=True)
+    assert "bad.toml: not valid TOML" in line
+
+
+def test_fact_without_equals(tmp_path: Path, box_dir: Path) -> None:
+    line = usage_error(tmp_path, box_dir, local=True, dir=str(box_dir), facts=["remote_url"])
+    assert "--fact takes key=value, not 'remote_url'" in line
+
+
+def test_negative_workers(tmp_path: Path, box_dir: Path) -> None:
+    line = usage_error(tmp_path, box_dir, local=True, dir=str(box_dir), check=True, workers=-3)
+    assert "--workers must be 0 or more, not -3" in line
+
+
+def test_check_with_scenario(tmp_path: Path, box_dir: Path) -> None:
+    line = usage_error(
+        tmp_path, box_dir, local=True, dir=str(box_dir), check=True, scenarios=["local-defaults"]
+    )
+    assert "--check runs no scenario" in line
+
+
+def test_unknown_scenario(tmp_path: Path, box_dir: Path) -> None:
+    line = usage_error(tmp_path, box_dir, local=True, dir=str(box_dir), scenarios=["no-such"])
+    assert "unknown scenario 'no-such'; known: local-defaults" in line
+
+
+def test_matrix_file_without_contract(tmp_path: Path, box_dir: Path) -> None:
+    matrix = tmp_path / "matrix.py"
+    matrix.write_text("MATRIX = None\n")
+    line = usage_error(
+        tmp_path, box_dir, local=True, dir=str(box_dir), check=True, matrix=str(matrix)
+    )
+    assert "CONTRACT must be a gate.contract.StackContract" in line
+
+
+def test_missing_matrix_file(tmp_path: Path, box_dir: Path) -> None:
+    missing = str(tmp_path / "nope.py")
+    line = usage_error(tmp_path, box_dir, local=True, dir=str(box_dir), check=True, matrix=missing)
+    assert "no such matrix file" in line
+
+
+def test_list_without_contract_is_a_usage_error(tmp_path: Path, box_dir: Path) -> None:
+    matrix = tmp_path / "matrix.py"
+    matrix.write_text("X = 1\n")
+    line = usage_error(tmp_path, box_dir, list_only=True, matrix=str(matrix))
+    assert "CONTRACT" in line
+
+
+# --- as a user types it ------------------------------------------------------------------
+
+
+def invoke_gate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", "gate", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "NO_COLOR": "1"},
+        check=False,
+    )
+
+
+def test_usage_error_from_the_command_line(tmp_path: Path, box_dir: Path) -> None:
+    out = tmp_path / "results"
+    done = invoke_gate("--local", "--dir", str(box_dir), "--scenario", "no-such", "--out", str(out))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "no-such" in done.stderr
+    assert not out.exists()
+    assert list(box_dir.iterdir()) == []
+
+
+def test_list_prints_checks_scenarios_axes_and_coverage(tmp_path: Path) -> None:
+    done = invoke_gate("--list", "--out", str(tmp_path / "results"))
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    for needle in (
+        "check battery:",
+        "services: every expected service running",
+        "services: no unexpected service",
+        "status: exit code 0",
+        "api: pool tier matches pool.tier",
+        "api: shares accumulating",
+        "posture: env settings match config",
+        "scenarios:",
+        "local-defaults",
+        "remote-node",
+        "SKIP (missing:",
+        "axes (value: runnable scenarios that set it):",
+        "pool.tier",
+        "pairs covered: ",
+    ):
+        assert needle in text, f"--list lacks {needle!r}:\n{text}"
+    assert not (tmp_path / "results").exists(), "--list created a results dir"
