@@ -12,16 +12,18 @@ import pytest
 from stackbox import Box, install, kill_leftovers
 
 
-@pytest.fixture
-def make_box(tmp_path: Path) -> Iterator[Callable[..., Box]]:
-    """Factory: install (and by default apply) a box; every box is brought down afterwards."""
-    boxes: list[Box] = []
+class BoxFactory:
+    """Installs (and by default applies) boxes under `root`; close() brings them all down."""
 
-    def make(name: str = "box", apply: bool = True, **changes: dict[str, Any]) -> Box:
-        box = Box(tmp_path / name)
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.boxes: list[Box] = []
+
+    def make(self, name: str = "box", apply: bool = True, **changes: dict[str, Any]) -> Box:
+        box = Box(self.root / name)
         proc = install(box.path, "--python", sys.executable)
         assert proc.returncode == 0, proc.stderr
-        boxes.append(box)
+        self.boxes.append(box)
         if changes:
             box.edit(**changes)
         if apply:
@@ -29,17 +31,35 @@ def make_box(tmp_path: Path) -> Iterator[Callable[..., Box]]:
             assert proc.returncode == 0, proc.stdout + proc.stderr
         return box
 
-    yield make
-    # Bring boxes down in parallel (each takes ~2 s of supervisord ticks), then make sure.
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        list(pool.map(lambda b: b.ctl("down"), boxes))
-    for box in boxes:
-        kill_leftovers(box.path)
+    def close(self) -> None:
+        # Boxes go down in parallel (each takes ~2 s of supervisord ticks), then make sure.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            list(pool.map(lambda b: b.ctl("down"), self.boxes))
+        for box in self.boxes:
+            kill_leftovers(box.path)
+
+
+@pytest.fixture
+def make_box(tmp_path: Path) -> Iterator[Callable[..., Box]]:
+    """Factory for boxes private to one test."""
+    factory = BoxFactory(tmp_path)
+    yield factory.make
+    factory.close()
 
 
 @pytest.fixture
 def box(make_box: Callable[..., Box]) -> Box:
-    """A freshly installed, applied and healthy box."""
+    """A freshly installed, applied and healthy box, private to the test."""
     b = make_box()
     b.wait_healthy()
     return b
+
+
+@pytest.fixture(scope="module")
+def shared_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
+    """One healthy box per module for tests that only look (and must leave it healthy)."""
+    factory = BoxFactory(tmp_path_factory.mktemp("shared"))
+    b = factory.make()
+    b.wait_healthy()
+    yield b
+    factory.close()

@@ -22,13 +22,20 @@ from typing import Any, TypeVar
 
 STACK_SRC = Path(__file__).resolve().parents[2] / "examples" / "stack"
 TIME_SCALE = 0.05
+STATUS_POLL_S = 0.5
 T = TypeVar("T")
 
 # The tests import stacklib from the source tree for its pure functions.
 sys.path.insert(0, str(STACK_SRC))
 
 
-def wait_for(what: str, probe: Callable[[], T], ok: Callable[[T], bool], timeout: float = 30) -> T:
+def wait_for(
+    what: str,
+    probe: Callable[[], T],
+    ok: Callable[[T], bool],
+    timeout: float = 30,
+    interval: float = 0.2,
+) -> T:
     """Poll `probe` until `ok(value)`; on timeout fail showing the last value."""
     deadline = time.monotonic() + timeout
     while True:
@@ -37,7 +44,7 @@ def wait_for(what: str, probe: Callable[[], T], ok: Callable[[T], bool], timeout
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {value!r}")
-        time.sleep(0.25)
+        time.sleep(interval)
 
 
 def file_hash(path: Path) -> str:
@@ -112,12 +119,14 @@ class Box:
         _, doc = self.status()
         return {n: (s["pid"], s["started"]) for n, s in doc.get("services", {}).items()}
 
-    def wait_healthy(self, timeout: float = 30) -> dict[str, Any]:
-        return wait_for(f"{self.path.name} healthy", self.status, lambda s: s[0] == 0, timeout)[1]
+    # Each status run is a python process (~0.3 s CPU): poll it gently.
+    def wait_healthy(self, timeout: float = 45) -> dict[str, Any]:
+        what = f"{self.path.name} healthy"
+        return wait_for(what, self.status, lambda s: s[0] == 0, timeout, STATUS_POLL_S)[1]
 
-    def wait_exit(self, code: int, timeout: float = 30) -> dict[str, Any]:
+    def wait_exit(self, code: int, timeout: float = 45) -> dict[str, Any]:
         what = f"{self.path.name} status exit {code}"
-        return wait_for(what, self.status, lambda s: s[0] == code, timeout)[1]
+        return wait_for(what, self.status, lambda s: s[0] == code, timeout, STATUS_POLL_S)[1]
 
 
 def install(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -33,7 +33,7 @@ def main() -> None:
         if ready != state["ready"]:
             log("pool", "ready" if ready else "not ready: node unreachable or not synchronized")
         state["ready"] = ready
-        time.sleep(max(0.1, min(0.5, rt.scaled(1.0))))
+        time.sleep(max(0.25, min(0.5, rt.scaled(1.0))))
 
 
 def _redact(url: str) -> str:

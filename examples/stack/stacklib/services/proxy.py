@@ -16,11 +16,11 @@ from stacklib.net import FetchError, JsonHandler, bearer_ok, fetch_json, log, se
 from stacklib.services.common import Runtime, start
 
 SHARE_S = 1.0
-MIN_SHARE_S = 0.2
+MIN_SHARE_S = 0.25
 
 
 def share_interval(rt: Runtime) -> float:
-    """Workers submit every 1 s x time_scale, but not faster than 5/s (keeps tests light)."""
+    """Workers submit every 1 s x time_scale, but not faster than 4/s (keeps tests light)."""
     return max(MIN_SHARE_S, rt.scaled(SHARE_S))
 
 
@@ -103,7 +103,7 @@ def main() -> None:
             adm.node_seen(True)
         except FetchError:
             adm.node_seen(False)
-        time.sleep(max(0.1, min(0.5, rt.scaled(1.0))))
+        time.sleep(max(0.25, min(0.5, rt.scaled(1.0))))
 
 
 def _leak(rt: Runtime) -> bool:
