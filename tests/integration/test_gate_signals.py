@@ -10,13 +10,23 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import ssh_args
-from harness import Box, GateRun, config_and_secret_hashes, run_gate, start_gate, wait_for
+from harness import (
+    Box,
+    GateRun,
+    config_and_secret_hashes,
+    install,
+    kill_leftovers,
+    run_gate,
+    start_gate,
+    wait_for,
+)
 from sshd import Sshd
 
 pytestmark = pytest.mark.slow
@@ -111,6 +121,45 @@ def running(tmp_path: Path) -> Any:
         run.stop()
 
 
+@pytest.fixture(scope="module")
+def shared_box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], Box]]:
+    """One box for the module while runs keep putting it back; a new one after any that did
+    not (each run restores, so sharing is itself checked: a box is reused only if its files
+    hash as installed, its state is clean and its status healthy)."""
+    made: list[tuple[Box, dict[str, str]]] = []
+
+    def reusable(box: Box, installed: dict[str, str]) -> bool:
+        state = box.path / ".gate" / "state.json"
+        clean = not state.exists() or gate_state(box) == "clean"
+        current = config_and_secret_hashes(box)
+        same = all(current.get(p) == h for p, h in installed.items())
+        return clean and same and box.status()[0] == 0
+
+    def get() -> Box:
+        if made and reusable(*made[-1]):
+            return made[-1][0]
+        box = Box(tmp_path_factory.mktemp("signals") / "box")
+        proc = install(box.path, "--python", sys.executable)
+        assert proc.returncode == 0, proc.stderr
+        made.append((box, {}))
+        applied = box.ctl("apply", "-y")
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        box.wait_healthy(timeout=60)
+        made[-1] = (box, config_and_secret_hashes(box))
+        return box
+
+    yield get
+    for box, _ in made:
+        box.ctl("down")
+        kill_leftovers(box.path)
+
+
+@pytest.fixture
+def box(shared_box: Callable[[], Box]) -> Box:
+    """A healthy sample-stack box in its installed state (the module's shared one if it is)."""
+    return shared_box()
+
+
 def local(box: Box) -> list[str]:
     return ["--local", "--dir", str(box.path)]
 
@@ -124,11 +173,11 @@ def count(run: GateRun, needle: str) -> int:
 def test_a_signal_restores_the_box_once_and_exits_with_the_signal_code(
     point: str,
     signum: signal.Signals,
-    stack_box: Box,
+    box: Box,
     running: Callable[..., Running],
 ) -> None:
-    before = config_and_secret_hashes(stack_box)
-    gate = running([*local(stack_box), "--scenario", SCENARIO])
+    before = config_and_secret_hashes(box)
+    gate = running([*local(box), "--scenario", SCENARIO])
     needle = {"after-baseline": BASELINE_STORED, "during-apply": RENDERED}.get(point, RESTORING)
     gate.after(needle)
     gate.signal(signum)
@@ -140,7 +189,7 @@ def test_a_signal_restores_the_box_once_and_exits_with_the_signal_code(
     assert run.summary["error"] == f"interrupted by {signum.name}"
     assert count(run, RESTORING) == 1, "the restore must run exactly once"
     assert_restore_proven(run)
-    assert_restored(stack_box, before)
+    assert_restored(box, before)
     applies = count(run, APPLIED)
     scenario_checks = [c for c in run.summary["checks"] if c["scenario"] == SCENARIO]
     if point == "after-baseline":  # stopped before the scenario applied anything
@@ -152,15 +201,15 @@ def test_a_signal_restores_the_box_once_and_exits_with_the_signal_code(
     else:  # the scenario had finished; the restore was not cut short
         assert applies == 3, "apply, the idempotency apply, the restore's apply"
         assert {c["verdict"] for c in scenario_checks} == {"pass"}
-    assert stack_box.status()[0] == 0
-    assert stack_box.api_state()["pool"]["tier"] == "mini"
+    assert box.status()[0] == 0
+    assert box.api_state()["pool"]["tier"] == "mini"
 
 
 def test_a_second_sigint_during_the_restore_does_not_cut_it_short(
-    stack_box: Box, running: Callable[..., Running]
+    box: Box, running: Callable[..., Running]
 ) -> None:
-    before = config_and_secret_hashes(stack_box)
-    gate = running([*local(stack_box), "--scenario", SCENARIO])
+    before = config_and_secret_hashes(box)
+    gate = running([*local(box), "--scenario", SCENARIO])
     gate.after(RENDERED)
     gate.signal(signal.SIGINT)
     gate.after(RESTORING)
@@ -172,45 +221,45 @@ def test_a_second_sigint_during_the_restore_does_not_cut_it_short(
     assert run.code == 130, run.output
     assert count(run, RESTORING) == 1
     assert_restore_proven(run)
-    assert_restored(stack_box, before)
-    assert stack_box.status()[0] == 0
+    assert_restored(box, before)
+    assert box.status()[0] == 0
 
 
 @pytest.mark.parametrize("transport", ["local", "ssh"])
 def test_sigkill_leaves_a_dirty_box_that_is_refused_then_recovered_and_proven(
     transport: str,
-    stack_box: Box,
+    box: Box,
     running: Callable[..., Running],
     tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> None:
     if transport == "local":
-        flags = local(stack_box)
+        flags = local(box)
     else:
         server: Sshd = request.getfixturevalue("sshd")
-        flags = ssh_args(server, stack_box, tmp_path / "inventory")
-    before = config_and_secret_hashes(stack_box)
+        flags = ssh_args(server, box, tmp_path / "inventory")
+    before = config_and_secret_hashes(box)
     gate = running([*flags, "--scenario", SCENARIO], "killed")
     gate.after(APPLIED)  # the scenario's config is applied: the box is mid-flight
     gate.proc.kill()
     assert gate.proc.wait(timeout=30) == -signal.SIGKILL
 
-    assert gate_state(stack_box) == "dirty"
-    assert stack_box.config()["pool"]["tier"] == "nano"
-    assert (stack_box.path / ".gate" / "baseline" / "config.json").is_file()
+    assert gate_state(box) == "dirty"
+    assert box.config()["pool"]["tier"] == "nano"
+    assert (box.path / ".gate" / "baseline" / "config.json").is_file()
 
     refused = run_gate(*flags, "--scenario", SCENARIO, out=tmp_path / "refused")
     assert refused.code == 4, refused.output  # 75 would mean the dead run's lock outlived it
     assert "--recover" in refused.output
     assert not [e for e in refused.events if e["kind"] == "mutate"]
-    assert gate_state(stack_box) == "dirty"
+    assert gate_state(box) == "dirty"
 
     recovered = run_gate(*flags, "--recover", out=tmp_path / "recovered")
     assert recovered.code == 0, recovered.output
     assert recovered.summary["verdict"] == "passed"
     assert_restore_proven(recovered)
-    assert_restored(stack_box, before)
-    assert stack_box.api_state()["pool"]["tier"] == "mini"
+    assert_restored(box, before)
+    assert box.api_state()["pool"]["tier"] == "mini"
 
     again = run_gate(*flags, "--recover", out=tmp_path / "again")
     assert again.code == 2, again.output  # a clean box has nothing to recover
