@@ -18,7 +18,16 @@ from pathlib import Path
 
 import pytest
 from conftest import ssh_args
-from harness import MUTATING_VERBS, Box, GateRun, run_gate, start_gate, wait_for, wait_for_event
+from harness import (
+    MUTATING_VERBS,
+    REPO,
+    Box,
+    GateRun,
+    run_gate,
+    start_gate,
+    wait_for,
+    wait_for_event,
+)
 from sshd import Sshd, _descendants
 from stackbox import services_running_in
 
@@ -128,13 +137,36 @@ def test_broken_box_turns_each_check_red(
     assert extra["evidence"] == "unexpected: cache"
 
 
+SHORT_COUNTER_MATRIX = """
+import dataclasses, importlib.util
+from gate.contract import Increasing
+
+_spec = importlib.util.spec_from_file_location("sample_stack_matrix", {matrix!r})
+_sample = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_sample)
+CONTRACT = dataclasses.replace(
+    _sample.CONTRACT, counters=(Increasing("shares accumulating", "shares.total", within=3.0),)
+)
+"""
+
+
 def test_stopped_node_turns_status_exit_red(
     make_stack_box: Callable[..., Box], tmp_path: Path
 ) -> None:
+    """A required service down: status exits 1, and the share counter stops growing.
+
+    The repo's contract, with the counter's window cut from 30 s to 3 s (shares stop within
+    the proxy's 0.5 s debounce here), so the test does not sit out 30 s of "no growth".
+    """
+    matrix = tmp_path / "matrix.py"
+    matrix.write_text(SHORT_COUNTER_MATRIX.format(matrix=str(REPO / "matrix.py")))
     box = make_stack_box()
     assert box.ctl("stop", "node").returncode == 0
     box.wait_exit(1)
-    run = run_gate("--local", "--dir", str(box.path), "--check", out=tmp_path / "results")
+    run = run_gate(
+        "--local", "--dir", str(box.path), "--check", "--matrix", str(matrix),
+        out=tmp_path / "results",
+    )  # fmt: skip
     assert run.code == 1, run.output
     status = record(run, "status: exit code 0")
     assert status["verdict"] == "fail"
@@ -142,6 +174,9 @@ def test_stopped_node_turns_status_exit_red(
     running = record(run, "services: every expected service running")
     assert running["verdict"] == "fail"
     assert running["evidence"] == "node is exited", running
+    shares = record(run, "api: shares accumulating")
+    assert shares["verdict"] == "fail"
+    assert shares["evidence"].startswith("did not increase: "), shares
     assert run.verdict("posture: env settings match config") == "pass"
     assert (run.run_dir / "captures" / "check" / "logs" / "node.log").is_file()
 
