@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +32,29 @@ class BoxFactory:
         return box
 
     def close(self) -> None:
-        # Boxes go down in parallel (each takes ~2 s of supervisord ticks), then make sure.
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            list(pool.map(lambda b: b.ctl("down"), self.boxes))
+        """Queue every box for `stackctl down` plus a leftover sweep (see _reaper)."""
         for box in self.boxes:
-            kill_leftovers(box.path)
+            _PENDING.append(_REAPER.submit(_bring_down, box))
+
+
+def _bring_down(box: Box) -> None:
+    box.ctl("down")
+    kill_leftovers(box.path)
+
+
+# `down` spends ~2 s waiting on supervisord's 1 s ticks; doing it in the background lets the
+# next test start meanwhile. The session fixture below waits for all of them, so no
+# supervisord outlives the test session.
+_REAPER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="box-reaper")
+_PENDING: list[Future[None]] = []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _reaper() -> Iterator[None]:
+    yield
+    for future in _PENDING:
+        future.result()
+    _REAPER.shutdown(wait=True)
 
 
 @pytest.fixture

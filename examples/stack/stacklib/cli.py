@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     box = args.box.resolve()
     # An RPC to a frozen supervisord must not hang stackctl forever.
-    socket.setdefaulttimeout(30)
+    socket.setdefaulttimeout(10)
     try:
         return COMMANDS[args.command](box, args)
     except (config.ConfigError, UsageError) as exc:
