@@ -150,6 +150,14 @@ class Sshd:
                     "KbdInteractiveAuthentication no",
                     "PrintMotd no",
                     "LogLevel VERBOSE",
+                    # The test user's own login shell runs every command; Debian's bash
+                    # sources ~/.bashrc for non-interactive commands sent over SSH unless
+                    # it is a nested shell (SHLVL >= 2). Starting at SHLVL=1 keeps the
+                    # runner's dotfiles out: a CI/dev ~/.bashrc running `pyenv init`
+                    # (a `pyenv rehash` under a machine-wide lock) made each command
+                    # cost ~0.5 s, 7+ s under parallel runs, and leaked rehash errors
+                    # into stderr.
+                    "SetEnv SHLVL=1",
                     "",
                 ]
             )
