@@ -40,6 +40,15 @@ def _refused(command: str, code: int | None, out: str, err: str, started: float)
     )
 
 
+def first_line(data: bytes) -> str:
+    return data.split(b"\n", 1)[0].decode(errors="replace").strip()
+
+
+def _lost(command: str, started: float, exc: BaseException) -> Result:
+    duration = time.monotonic() - started
+    return Result(command, Outcome.UNREACHABLE, None, "", "", duration, f"link lost: {exc}")
+
+
 class LocalHold(Hold):
     def __init__(self, process: subprocess.Popen[bytes]) -> None:
         self._process = process
@@ -66,7 +75,7 @@ def hold_local(command: str, *, ready: str, timeout: float) -> Hold | Result:
     assert process.stdout is not None
     line = b""
     deadline = started + timeout
-    while not line.endswith(b"\n") and time.monotonic() < deadline:
+    while b"\n" not in line and time.monotonic() < deadline:
         readable, _, _ = select.select([process.stdout], [], [], deadline - time.monotonic())
         if not readable:
             break
@@ -74,7 +83,7 @@ def hold_local(command: str, *, ready: str, timeout: float) -> Hold | Result:
         if not chunk:
             break
         line += chunk
-    if line.decode(errors="replace").strip() == ready:
+    if first_line(line) == ready:
         return LocalHold(process)
     try:  # communicate() closes stdin itself (EOF lets a held `cat` end); closing first breaks it
         out, err = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
@@ -104,19 +113,21 @@ def hold_channel(
     started = time.monotonic()
     try:
         channel = transport.open_session(timeout=timeout)
+    except (TimeoutError, OSError, EOFError, paramiko.SSHException) as exc:
+        return _lost(command, started, exc)
+    try:
         channel.settimeout(timeout)
         channel.exec_command(command)
         line = b""
-        while not line.endswith(b"\n"):
+        while b"\n" not in line:
             chunk = channel.recv(READ_CHUNK)
             if not chunk:
                 break
             line += chunk
     except (TimeoutError, OSError, EOFError, paramiko.SSHException) as exc:
-        return Result(
-            command, Outcome.UNREACHABLE, None, "", "", time.monotonic() - started, str(exc)
-        )
-    if line.decode(errors="replace").strip() == ready:
+        channel.close()  # never leave a holder waiting on the box to take the lock later
+        return _lost(command, started, exc)
+    if first_line(line) == ready:
         channel.settimeout(None)
         return ChannelHold(channel)
     status = channel.recv_exit_status()

@@ -124,15 +124,7 @@ def test_broken_box_turns_each_check_red(
         assert run.verdict(untouched) == "pass", record(run, untouched)
     assert_failure_captures(run, ["node", "pool", "proxy", "dashboard", "worker-1", "worker-2"])
 
-    # Last, because it is a known gap: the stack's `status --json` lists only the services
-    # its config expects, so a cache left running after `extras.cache` went false is
-    # invisible to the gate's only service source. Fixed when status lists it.
     extra = record(run, "services: no unexpected service")
-    if extra["verdict"] == "pass":
-        pytest.xfail(
-            "known gap: `stackctl status --json` hides a running service the config does not "
-            f"expect (cache still runs), so the check saw only: {extra['observed']}"
-        )
     assert extra["verdict"] == "fail"
     assert extra["evidence"] == "unexpected: cache"
 

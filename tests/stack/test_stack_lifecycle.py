@@ -397,3 +397,16 @@ def test_proxy_rejects_shares_without_the_token(shared_box: Box) -> None:
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(url, data=b"{}", timeout=2)
     assert err.value.code == 401
+
+
+def test_status_lists_a_running_service_the_config_no_longer_asks_for(
+    make_box: Callable[..., Box],
+) -> None:
+    box = make_box(extras={"cache": True})
+    box.wait_healthy()
+    box.edit(extras={"cache": False})  # edited, not applied: the cache still runs
+    code, doc = box.status()
+    assert code == 1
+    assert doc["services"]["cache"]["state"] == "running"
+    assert doc["services"]["cache"]["unexpected"] is True
+    assert "cache: running but not in config" in doc["reasons"]

@@ -83,6 +83,18 @@ def service_state(box: Path, cfg: dict[str, Any], name: str, info: dict[str, Any
     return entry
 
 
+def unexpected_state(info: dict[str, Any]) -> dict[str, Any]:
+    """A program supervisord runs that the config does not ask for (config edited, not applied)."""
+    running = info["statename"] == "RUNNING"
+    return {
+        "state": "running" if running else "exited",
+        "pid": info["pid"] if running else None,
+        "started": float(info["start"]) or None,
+        "detail": "not in config (run apply)",
+        "unexpected": True,
+    }
+
+
 def probe_problem(box: Path, cfg: dict[str, Any], name: str, probes: dict[str, Any]) -> str:
     """Why a RUNNING process does not count as healthy, or '' when it answers."""
     if name.startswith("worker-"):
@@ -99,7 +111,14 @@ def probe_problem(box: Path, cfg: dict[str, Any], name: str, probes: dict[str, A
 
 def verdict(cfg: dict[str, Any], services: dict[str, Any], probes: dict[str, Any]) -> list[str]:
     """Reasons the box is not healthy; empty means healthy."""
-    reasons = [f"{n}: {s['state']}" for n, s in services.items() if s["state"] != "running"]
+    reasons = [
+        f"{n}: {s['state']}"
+        for n, s in services.items()
+        if s["state"] != "running" and not s.get("unexpected")
+    ]
+    reasons += [
+        f"{n}: running but not in config" for n, s in services.items() if s.get("unexpected")
+    ]
     node = probes.get("node")
     if not isinstance(node, dict):
         reasons.append(f"node unreachable: {node}")
@@ -142,6 +161,7 @@ def collect(box: Path) -> tuple[int, dict[str, Any]]:
         return EXIT_UNKNOWN, doc
     probes = probe_all(box, cfg, envfile.read(box / ".env"))
     services = {n: service_state(box, cfg, n, infos.get(n), probes) for n in expected}
+    services.update({n: unexpected_state(info) for n, info in infos.items() if n not in expected})
     node = probes.get("node")
     doc["node"]["synchronized"] = (
         bool(node.get("synchronized")) if isinstance(node, dict) else False
