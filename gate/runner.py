@@ -158,6 +158,8 @@ class Run:
             return self.error.exit_code
         if self.error is not None:
             return ExitCode.FAILED
+        if self.guard.first is not None:  # arrived after the last command: still not a pass
+            return Interrupted(self.guard.first).exit_code
         verdict = worst(r.verdict for r in self.records)
         if self.opts.strict and self.strict_failures():
             return ExitCode.FAILED

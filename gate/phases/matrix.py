@@ -48,6 +48,9 @@ def matrix_phase(run: Run) -> None:
         raise Unreachable(cfg.error) if cfg.unreachable else PreflightError(cfg.error)
     check_paths(matrix, selected, cfg.value)
     runnable = plan(run, selected)
+    if not runnable:
+        run.note("no runnable scenario: the box was not touched", "bold yellow")
+        return
     baseline = take_baseline(run)
     try:
         for scenario in runnable:
