@@ -24,7 +24,7 @@ INSTALL = REPO / "examples" / "stack" / "install.sh"
 TIME_SCALE = "0.2"
 
 sys.path.insert(0, str(REPO))
-from gate.testing.sshd import Sshd  # noqa: E402
+from gate.testing.sshd import Sshd, write_inventory  # noqa: E402
 
 
 def say(text: str) -> None:
@@ -80,14 +80,18 @@ def main() -> int:
     alt_data = BOXES / "demo-alt-data"
     shutil.rmtree(alt_data, ignore_errors=True)
     alt_data.mkdir()
-    server = Sshd(BOXES / "demo-sshd")
+    sshd_dir = BOXES / "demo-sshd"
+    shutil.rmtree(sshd_dir, ignore_errors=True)
+    sshd_dir.mkdir()
+    server = Sshd(sshd_dir)
     codes: list[int] = []
     try:
         say("1/3 the box's live state, on the box itself")
         codes.append(gate("--local", "--dir", str(box), "--check"))
         say(f"2/3 the same over SSH to a throwaway sshd on 127.0.0.1:{server.port}")
         server.start()
-        inventory = server.write_inventory(BOXES / "inventory", "demo", str(box))
+        inventory = BOXES / "inventory"
+        write_inventory(inventory, "demo", dir=str(box), **server.inventory_fields())
         codes.append(gate("--host", "demo", "--inventory", str(inventory), "--check"))
         say("3/3 the config matrix over SSH, then restore and prove")
         codes.append(

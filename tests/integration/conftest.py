@@ -7,7 +7,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sshd import Sshd, SshdUnavailable  # tests/integration is on sys.path (rootdir-less)
+
+from gate.testing.sshd import (  # tests/integration is on sys.path (rootdir-less)
+    Sshd,
+    SshdUnavailable,
+)
 
 # --- sshd (owned by the box-access layer; keep self-contained) -----------------------------
 
@@ -81,17 +85,7 @@ def ssh_args(
     server: Sshd, box: Box, inventory: Path, name: str = "box", **extra: object
 ) -> list[str]:
     """Write inventory/NAME.toml for `box` behind `server`; the flags that select it."""
-    write_inventory(
-        inventory,
-        name,
-        host=server.host,
-        port=server.port,
-        user=server.user,
-        identity=str(server.identity),
-        dir=str(box.path),
-        known_hosts=str(server.known_hosts),
-        **extra,
-    )
+    write_inventory(inventory, name, dir=str(box.path), **server.inventory_fields(), **extra)
     return ["--host", name, "--inventory", str(inventory)]
 
 

@@ -21,7 +21,18 @@ sys.path.insert(0, str(REPO / "tests" / "stack"))
 
 from stackbox import Box, file_hash, install, kill_leftovers, wait_for  # noqa: E402
 
-__all__ = ["REPO", "Box", "GateRun", "file_hash", "install", "kill_leftovers", "wait_for"]
+from gate.testing.sshd import write_inventory  # noqa: E402
+
+__all__ = [
+    "REPO",
+    "Box",
+    "GateRun",
+    "file_hash",
+    "install",
+    "kill_leftovers",
+    "wait_for",
+    "write_inventory",
+]
 
 MUTATING_VERBS = ("apply", " up", " down", "stop", "start", "kill", " rm ", "restart", "restore")
 
@@ -123,21 +134,6 @@ def wait_for_event(out: Path, needle: str, timeout: float = 120) -> dict[str, An
     found = wait_for(f"gate event {needle!r}", latest, lambda e: e is not None, timeout)
     assert found is not None
     return found
-
-
-def write_inventory(directory: Path, name: str, **fields: Any) -> Path:
-    """inventory/NAME.toml from keyword fields (strings, ints, and a requirements table)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    lines, tables = [], []
-    for key, value in fields.items():
-        if isinstance(value, dict):
-            tables.append(f"[{key}]")
-            tables += [f"{k} = {json.dumps(v)}" for k, v in value.items()]
-        else:
-            lines.append(f"{key} = {json.dumps(value)}")
-    path = directory / f"{name}.toml"
-    path.write_text("\n".join(lines + tables) + "\n")
-    return path
 
 
 def config_and_secret_hashes(box: Box) -> dict[str, str]:

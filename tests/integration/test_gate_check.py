@@ -7,10 +7,7 @@ turn red, its verdict and its evidence, next to checks that must stay green.
 
 from __future__ import annotations
 
-import contextlib
 import http.server
-import os
-import signal
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -28,8 +25,9 @@ from harness import (
     wait_for,
     wait_for_event,
 )
-from sshd import Sshd, _descendants
 from stackbox import services_running_in
+
+from gate.testing.sshd import Sshd
 
 pytestmark = pytest.mark.slow
 
@@ -176,29 +174,6 @@ def test_stopped_node_turns_status_exit_red(
 # --- could not ask: the link dies mid-run ---------------------------------------------------
 
 
-def drop_link(server: Sshd) -> None:
-    """SIGKILL the sshd processes (listener and sessions): every connection drops at once.
-
-    The commands they ran are left to end on their own as a dropped link leaves them (a
-    SIGKILLed login shell can leave ~/.bashrc's pyenv rehash lock behind, and every later
-    SSH session on the machine then waits for it); teardown's `stop()` reaps the rest.
-    """
-    assert server.pid is not None
-    sshds = [
-        pid for pid in [*_descendants(server.pid), server.pid] if _comm(pid).startswith("sshd")
-    ]
-    for pid in sshds:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
-
-
 def test_ssh_killed_mid_run_is_inconclusive(
     stack_box: Box, sshd_factory: Callable[[], Sshd], tmp_path: Path
 ) -> None:
@@ -207,7 +182,7 @@ def test_ssh_killed_mid_run_is_inconclusive(
     proc = start_gate(*ssh_args(server, stack_box, tmp_path / "inventory"), "--check", out=out)
     try:
         wait_for_event(out, "status --json", timeout=60)
-        drop_link(server)
+        server.drop_links()
         code = proc.wait(timeout=120)
     finally:
         if proc.poll() is None:

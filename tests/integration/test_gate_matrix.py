@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from conftest import ssh_args
 from harness import REPO, Box, GateRun, config_and_secret_hashes, run_gate
-from sshd import Sshd
 
 from gate.matrix import coverage, unmet, validate_matrix
 from gate.options import load_stack_file
+from gate.testing.sshd import Sshd
 
 ALL_SCENARIOS = [
     "local-defaults",

@@ -16,10 +16,10 @@ from xml.etree import ElementTree
 
 import pytest
 from harness import REPO, Box, install, kill_leftovers, run_gate, wait_for, write_inventory
-from sshd import Sshd
 
 import gate
 from gate.snapshot import HOLDER_FILE, LOCK_FILE
+from gate.testing.sshd import Sshd
 
 pytestmark = pytest.mark.slow
 

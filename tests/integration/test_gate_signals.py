@@ -27,7 +27,8 @@ from harness import (
     start_gate,
     wait_for,
 )
-from sshd import Sshd
+
+from gate.testing.sshd import Sshd
 
 pytestmark = pytest.mark.slow
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import getpass
+import json
 import os
 import shutil
 import signal
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 SSHD = Path("/usr/sbin/sshd")
 PRIVSEP_DIR = Path("/run/sshd")
@@ -90,6 +92,16 @@ class Sshd:
         key_type, blob = self.host_public_key.split()[:2]
         return f"[{self.host}]:{self.port} {key_type} {blob}\n"
 
+    def inventory_fields(self) -> dict[str, Any]:
+        """What an inventory file needs to reach this server (see `write_inventory`)."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "identity": str(self.identity),
+            "known_hosts": str(self.known_hosts),
+        }
+
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
@@ -118,6 +130,19 @@ class Sshd:
     def kill(self) -> None:
         """SIGKILL sshd and its session children, so live connections drop at once."""
         self._signal_tree(signal.SIGKILL)
+
+    def drop_links(self) -> None:
+        """SIGKILL only the sshd processes (listener and sessions): every connection drops.
+
+        The commands they ran are left to end on their own, as a real dropped link leaves
+        them (a SIGKILLed login shell can leave a half-done dotfile step behind).
+        """
+        if self._process is None:
+            return
+        for pid in [*_descendants(self._process.pid), self._process.pid]:
+            if _command_name(pid).startswith("sshd"):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     def restart(self) -> None:
         self.stop()
@@ -197,6 +222,13 @@ class Sshd:
         self._process = None
 
 
+def _command_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def _die_with_parent() -> None:
     """Linux: SIGKILL sshd if pytest itself is killed, so no listener outlives the run."""
     with contextlib.suppress(OSError, AttributeError):
@@ -235,3 +267,18 @@ def _descendants(root: int) -> list[int]:
         found.append(pid)
         pending.extend(children.get(pid, []))
     return found
+
+
+def write_inventory(directory: Path, name: str, **fields: Any) -> Path:
+    """Write inventory/NAME.toml from scalar fields and tables (dicts); returns the file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lines, tables = [], []
+    for key, value in fields.items():
+        if isinstance(value, dict):
+            tables.append(f"[{key}]")
+            tables += [f"{k} = {json.dumps(v)}" for k, v in value.items()]
+        else:
+            lines.append(f"{key} = {json.dumps(value)}")
+    path = directory / f"{name}.toml"
+    path.write_text("\n".join(lines + tables) + "\n")
+    return path
