@@ -108,19 +108,27 @@ def service_states(status: Mapping[str, Any], shape: StatusShape) -> dict[str, s
     return {str(n): str(s.get(shape.state_field, "?")) for n, s in services.items()}
 
 
+def _states_or_record(
+    name: str, status: Reading[Mapping[str, Any]], want: str, shape: StatusShape
+) -> dict[str, str] | CheckRecord:
+    """The service states, or the record for a status that cannot be judged."""
+    if (early := from_reading(name, status, want)) is not None:
+        return early
+    try:
+        return service_states(status.value or {}, shape)
+    except ValueError as exc:
+        return CheckRecord(name, Verdict.FAIL, want, "unreadable", str(exc))
+
+
 def check_services_running(
     status: Reading[Mapping[str, Any]], expected: frozenset[str], shape: StatusShape
 ) -> CheckRecord:
     """Every expected service is present and running, by exact name."""
     name = "services: every expected service running"
     want = ", ".join(sorted(expected))
-    if (early := from_reading(name, status, want)) is not None:
-        return early
-    assert status.value is not None
-    try:
-        states = service_states(status.value, shape)
-    except ValueError as exc:
-        return CheckRecord(name, Verdict.FAIL, want, "unreadable", str(exc))
+    states = _states_or_record(name, status, want, shape)
+    if isinstance(states, CheckRecord):
+        return states
     if not expected:
         return CheckRecord(name, Verdict.FAIL, want, "", "the contract expects no service")
     bad = {s: states.get(s, "absent") for s in sorted(expected) if states.get(s) != shape.running}
@@ -137,13 +145,9 @@ def check_no_unexpected(
     """No service outside the expected set exists (exact names: node is not node-exporter)."""
     name = "services: no unexpected service"
     want = "only " + ", ".join(sorted(expected))
-    if (early := from_reading(name, status, want)) is not None:
-        return early
-    assert status.value is not None
-    try:
-        states = service_states(status.value, shape)
-    except ValueError as exc:
-        return CheckRecord(name, Verdict.FAIL, want, "unreadable", str(exc))
+    states = _states_or_record(name, status, want, shape)
+    if isinstance(states, CheckRecord):
+        return states
     if not states:
         return CheckRecord(name, Verdict.FAIL, want, "none", "status listed no service at all")
     present = {s for s, st in states.items() if st != "missing"}

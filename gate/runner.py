@@ -107,10 +107,7 @@ class Run:
         self.guard.install()
         try:
             self._connect_and_run(phases)
-        except Interrupted as exc:
-            self.error = exc
-            self.note(f"gate: {exc}", "bold red")
-        except GateError as exc:
+        except (Interrupted, GateError) as exc:
             self.error = exc
             self.note(f"gate: {exc}", "bold red")
         except Exception as exc:  # a bug in gate: one redacted line, traceback in artifacts
