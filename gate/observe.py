@@ -18,16 +18,13 @@ from gate.box import Box
 from gate.checks import Reading
 from gate.contract import Config
 from gate.errors import Unreachable
-
-
-def _unreachable(exc: Unreachable) -> Reading[Any]:
-    return Reading(error=str(exc), unreachable=True)
+from gate.target import Outcome
 
 
 def read_status(box: Box) -> tuple[Reading[int], Reading[Mapping[str, Any]]]:
     """The status command's exit code and its JSON, read in one call."""
     result = box.control(box.contract.commands.status_json, timeout=30)
-    if result.outcome.value == "unreachable":
+    if result.outcome is Outcome.UNREACHABLE:
         lost: Reading[Any] = Reading(error=result.reason, unreachable=True)
         return lost, lost
     code: Reading[int] = Reading(value=result.exit_code)
@@ -46,7 +43,7 @@ def read_json_tool(box: Box, *args: str) -> Reading[Any]:
     try:
         return Reading(value=box.tool_json(*args))
     except Unreachable as exc:
-        return _unreachable(exc)
+        return Reading(error=str(exc), unreachable=True)
     except ValueError as exc:
         return Reading(error=str(exc))
 
@@ -85,11 +82,8 @@ def read_api(box: Box, cfg: Config, timeout: float = 10.0) -> Reading[Any]:
 def read_scheme(box: Box, cfg: Config) -> Reading[str]:
     """Which scheme the dashboard port really speaks."""
     url = urlsplit(box.contract.dashboard.url(cfg))
-    try:
-        result = box.tool("scheme", url.hostname or "127.0.0.1", str(url.port or 443))
-    except Unreachable as exc:
-        return _unreachable(exc)
-    if result.outcome.value == "unreachable":
+    result = box.tool("scheme", url.hostname or "127.0.0.1", str(url.port or 443))
+    if result.outcome is Outcome.UNREACHABLE:
         return Reading(error=result.reason, unreachable=True)
     return Reading(value=result.stdout.strip())
 

@@ -7,17 +7,15 @@
 `Target.run` owns timing and classification (ok / failed / unreachable); the two
 implementations override only `_exchange`, the I/O. A persistent-shell transport can
 slot in later as a third `_exchange`. Third-party errors (paramiko, invoke, socket)
-are mapped to gate errors here and nowhere else.
+are mapped to gate errors only in the box-access layer: here, hostkeys.py and hold.py.
 """
 
 from __future__ import annotations
 
 import abc
-import base64
 import codecs
 import contextlib
 import enum
-import hashlib
 import io
 import os
 import shlex
@@ -39,6 +37,7 @@ from invoke.exceptions import CommandTimedOut, ThreadException
 from invoke.runners import Local as _InvokeLocal
 
 from gate.errors import HostKeyError, Unreachable, UsageError
+from gate.hostkeys import RecordingHostKeyPolicy, changed_key_message, load_known_hosts
 from gate.inventory import HostSpec
 
 SSH_FAILURE_CODE = 255
@@ -47,7 +46,6 @@ SSH_FAILURE_CODE = 255
 DEFAULT_PROJECT_KNOWN_HOSTS = Path("inventory/known_hosts")
 USER_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 STDIN_CHUNK = 64 * 1024
-ACCEPT_FLAG = "--accept-new-host-key"
 
 
 class Outcome(enum.Enum):
@@ -275,64 +273,6 @@ def _partial(result: Any, lost: str) -> _Exchange:
     return _Exchange(None, result.stdout, result.stderr, lost=lost)
 
 
-# --- host keys -------------------------------------------------------------------------
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    """A key as OpenSSH prints it: `ED25519 SHA256:<unpadded base64>`."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    encoded = base64.b64encode(digest).decode("ascii").rstrip("=")
-    return f"{_key_type(key)} SHA256:{encoded}"
-
-
-def _key_type(key: paramiko.PKey) -> str:
-    name = key.get_name().removeprefix("ssh-")
-    return "ECDSA" if name.startswith("ecdsa") else name.upper()
-
-
-class RecordingHostKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """Refuse unknown host keys, or (opted in) record them in the project known_hosts."""
-
-    def __init__(self, record_to: Path, *, accept_new: bool) -> None:
-        self.record_to = record_to
-        self.accept_new = accept_new
-
-    def missing_host_key(
-        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
-    ) -> None:
-        if not self.accept_new:
-            raise HostKeyError(
-                f"unknown host key for {_display_name(hostname)}: {fingerprint(key)}; "
-                f"re-run with {ACCEPT_FLAG} to trust and record it"
-            )
-        self.record(hostname, key)
-        client.get_host_keys().add(hostname, key.get_name(), key)
-
-    def record(self, hostname: str, key: paramiko.PKey) -> None:
-        """Append one OpenSSH-format line, creating the file (and its folder) if needed."""
-        self.record_to.parent.mkdir(parents=True, exist_ok=True)
-        with self.record_to.open("a", encoding="ascii") as handle:
-            handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-
-
-def _display_name(known_hosts_entry: str) -> str:
-    """`[h]:p` -> `h:p`, `h` -> `h:22`: how the error names a host."""
-    if known_hosts_entry.startswith("["):
-        host, _, port = known_hosts_entry[1:].partition("]:")
-        return f"{host}:{port}"
-    return f"{known_hosts_entry}:22"
-
-
-def _load_known_hosts(client: paramiko.SSHClient, paths: list[Path]) -> None:
-    for path in paths:
-        if not path.is_file():
-            continue
-        try:
-            client.load_system_host_keys(str(path))
-        except (OSError, paramiko.SSHException) as exc:
-            raise UsageError(f"{path}: cannot read known_hosts: {exc}") from exc
-
-
 # --- ssh -------------------------------------------------------------------------------
 
 
@@ -412,7 +352,7 @@ class SSHTarget(Target):
     def _new_client(self) -> paramiko.SSHClient:
         """A client that knows only the known_hosts files and our policy (never AutoAdd)."""
         client = paramiko.SSHClient()
-        _load_known_hosts(client, self._known_hosts)
+        load_known_hosts(client, self._known_hosts)
         client.set_missing_host_key_policy(self._policy)
         return client
 
@@ -422,7 +362,7 @@ class SSHTarget(Target):
         try:
             conn.open()
         except paramiko.BadHostKeyException as exc:
-            raise HostKeyError(_changed_key_message(where, exc, self._known_hosts)) from exc
+            raise HostKeyError(changed_key_message(where, exc, self._known_hosts)) from exc
         except paramiko.AuthenticationException as exc:
             raise UsageError(f"SSH authentication failed for {conn.user}@{where}: {exc}") from exc
         except TimeoutError as exc:
@@ -449,15 +389,6 @@ class SSHTarget(Target):
         if result.exited == -1 or not self._connection.is_connected:
             return _partial(result, "connection lost: no exit status from the box")
         return _Exchange(result.exited, result.stdout, result.stderr)
-
-
-def _changed_key_message(where: str, exc: paramiko.BadHostKeyException, files: list[Path]) -> str:
-    listed = ", ".join(str(path) for path in files if path.is_file())
-    return (
-        f"host key for {where} CHANGED: expected {fingerprint(exc.expected_key)}, "
-        f"offered {fingerprint(exc.key)}; if the change is legitimate, remove the old "
-        f"entry from {listed} (ssh-keygen -R) and re-run"
-    )
 
 
 def _first_line(exc: BaseException) -> str:
