@@ -154,7 +154,7 @@ def cmd_env(spec: dict[str, Any], args: list[str]) -> int:
     env = read_env(spec["env_file"])
     keys = sorted(env) if args == ["--all"] else args
     chosen = {k: (MASK if is_secret_key(k, spec) else env.get(k)) for k in keys}
-    print(json.dumps(chosen, sort_keys=True))
+    print(scrub(json.dumps(chosen, sort_keys=True), secret_values(spec)))
     return 0
 
 
@@ -166,7 +166,7 @@ def cmd_config(spec: dict[str, Any], _args: list[str]) -> int:
         parent = dotted(config, ".".join(parts[:-1])) if len(parts) > 1 else config
         if isinstance(parent, dict) and parent.get(parts[-1]) not in (None, ""):
             parent[parts[-1]] = MASK
-    print(json.dumps(config, indent=2, sort_keys=True))
+    print(scrub(json.dumps(config, indent=2, sort_keys=True), secret_values(spec)))
     return 0
 
 

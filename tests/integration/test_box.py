@@ -22,6 +22,7 @@ TOKEN = "canary-token-5f1e2d"
 PASSWORD = "canary-password-77aa"
 REMOTE = "canary-remote-0b9c"
 KEY_LINE = "canary-key-material-1234567890"
+URL_PASSWORD = "canary-url-pw-3c4d"
 
 CONTRACT = StackContract(
     name="fixture",
@@ -45,7 +46,10 @@ def box(tmp_path: Path) -> tuple[Box, list[Event], Path]:
     stack = tmp_path / "stack"
     (stack / "secrets").mkdir(parents=True)
     (stack / ".env").write_text(f"MODE=fast\nAPI_TOKEN={TOKEN}\nDB_PASSWORD={PASSWORD}\n")
-    config = {"upstream": {"token": REMOTE, "port": 8000}, "mode": "fast"}
+    config = {
+        "upstream": {"token": REMOTE, "port": 8000, "url": f"http://gate:{URL_PASSWORD}@10.0.0.9/"},
+        "mode": "fast",
+    }
     (stack / "config.json").write_text(json.dumps(config))
     (stack / "secrets" / "node.key").write_text(KEY_LINE + "\n")
     events: list[Event] = []
@@ -90,7 +94,7 @@ def test_env_and_config_are_masked(box: tuple[Box, list[Event], Path]) -> None:
     assert env == {"API_TOKEN": "***", "DB_PASSWORD": "***", "MODE": "fast"}
     assert session.tool_json("env", "MODE") == {"MODE": "fast"}
     config = session.tool_json("config")
-    assert config["upstream"] == {"token": "***", "port": 8000}
+    assert config["upstream"] == {"token": "***", "port": 8000, "url": "http://gate:***@10.0.0.9/"}
 
 
 def test_render_keeps_user_fields_types_and_refuses_unknown_paths(
@@ -101,7 +105,8 @@ def test_render_keeps_user_fields_types_and_refuses_unknown_paths(
     ok = session.tool("render", base, "rendered.json", stdin=json.dumps({"upstream.port": "8000"}))
     assert ok.ok, ok.stderr
     rendered = json.loads((stack / "rendered.json").read_text())
-    assert rendered["upstream"] == {"token": REMOTE, "port": "8000"}  # a string stays a string
+    assert rendered["upstream"]["token"] == REMOTE  # user fields kept, on the box
+    assert rendered["upstream"]["port"] == "8000"  # a string stays a string
     refused = session.tool("render", base, "other.json", stdin=json.dumps({"upstream.nope": 1}))
     assert refused.exit_code == 2
     assert "no path upstream.nope" in refused.stderr
