@@ -78,13 +78,18 @@ class Console:
             self._live = None
 
     def final(self, records: Iterable[CheckRecord], verdict: str, exit_code: int) -> None:
+        """A table of what did not pass (a TTY only), then one line with the counts."""
         self.end_wait()
         records = list(records)
-        if not self.fancy:
-            counts = ", ".join(f"{sum(r.verdict is v for r in records)} {v}" for v in Verdict)
-            self.line(f"gate: {verdict} (exit {exit_code}): {counts}")
-            return
-        table = Table(title=f"gate: {verdict} (exit {exit_code})", show_lines=False)
+        counts = ", ".join(f"{sum(r.verdict is v for r in records)} {v}" for v in Verdict)
+        not_passed = [r for r in records if r.verdict is not Verdict.PASS]
+        if self.fancy and not_passed:
+            self.rich.print(self._table(not_passed))
+        style = "bold green" if exit_code == 0 else "bold red"
+        self.line(f"gate: {verdict} (exit {exit_code}): {counts}", style)
+
+    def _table(self, records: list[CheckRecord]) -> Table:
+        table = Table(title="what did not pass", show_lines=False)
         for column in ("verdict", "scenario", "check", "observed"):
             table.add_column(column)
         for record in records:
@@ -94,4 +99,4 @@ class Console:
                 escape(self.redact(record.name)),
                 escape(self.redact(record.observed)[:60]),
             )
-        self.rich.print(table)
+        return table
