@@ -1,8 +1,9 @@
 """Reading the box's live state into `Reading`s that the check battery judges.
 
 Each function asks one raw source (the stack's status command, the dashboard API on the
-box, the rendered env file, the port itself) and never raises for a bad answer: it says
-whether the gate could not ask or the box answered badly.
+box, the rendered env file, the port itself) and never raises, not for a bad answer and
+not for a link that is gone: it says whether the gate could not ask or the box answered
+badly, so the checks read before a drop keep their verdicts.
 """
 
 from __future__ import annotations
@@ -23,9 +24,13 @@ from gate.target import Outcome
 
 def read_status(box: Box) -> tuple[Reading[int], Reading[Mapping[str, Any]]]:
     """The status command's exit code and its JSON, read in one call."""
-    result = box.control(box.contract.commands.status_json, timeout=30)
+    try:
+        result = box.control(box.contract.commands.status_json, timeout=30)
+    except Unreachable as exc:  # the link dropped and could not be re-established
+        lost: Reading[Any] = Reading(error=str(exc), unreachable=True)
+        return lost, lost
     if result.outcome is Outcome.UNREACHABLE:
-        lost: Reading[Any] = Reading(error=result.reason, unreachable=True)
+        lost = Reading(error=result.reason, unreachable=True)
         return lost, lost
     code: Reading[int] = Reading(value=result.exit_code)
     try:
@@ -82,7 +87,10 @@ def read_api(box: Box, cfg: Config, timeout: float = 10.0) -> Reading[Any]:
 def read_scheme(box: Box, cfg: Config) -> Reading[str]:
     """Which scheme the dashboard port really speaks."""
     url = urlsplit(box.contract.dashboard.url(cfg))
-    result = box.tool("scheme", url.hostname or "127.0.0.1", str(url.port or 443))
+    try:
+        result = box.tool("scheme", url.hostname or "127.0.0.1", str(url.port or 443))
+    except Unreachable as exc:
+        return Reading(error=str(exc), unreachable=True)
     if result.outcome is Outcome.UNREACHABLE:
         return Reading(error=result.reason, unreachable=True)
     return Reading(value=result.stdout.strip())
