@@ -29,8 +29,9 @@ lint: bootstrap
 typecheck: bootstrap
 	$(BIN)/mypy
 
+# Two workers, one test file each at a time: files that share a box keep it to themselves.
 test: bootstrap sysdeps lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 unit: bootstrap
 	$(BIN)/pytest -q tests/unit
