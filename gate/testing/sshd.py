@@ -205,7 +205,7 @@ class Sshd:
                         return
             except OSError as exc:
                 last_error = str(exc)
-            time.sleep(0.02)
+            time.sleep(0.02)  # sleep-ok: the poll interval of a wait on a real signal
         raise SshdUnavailable(f"sshd did not answer on {self.port}: {last_error}; {self._log()}")
 
     def _log(self) -> str:
