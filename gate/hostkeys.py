@@ -2,7 +2,7 @@
 
 An unknown key is refused with its fingerprint unless `--accept-new-host-key` was given,
 and then it is written to the project's known_hosts file; a changed key is always refused
-naming both fingerprints. Never paramiko's AutoAddPolicy.
+naming both fingerprints. Nothing is ever added silently.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gate.box import Box
 from gate.capture import capture
@@ -40,6 +40,8 @@ from gate.snapshot import config_sha256, read_state
 if TYPE_CHECKING:
     from gate.runner import Run
 
+T = TypeVar("T")
+
 
 def battery(
     box: Box, cfg: Config, workers: int, observe: Observer[Any] | None = None
@@ -48,41 +50,41 @@ def battery(
     contract = box.contract
     ctx = Context(config=cfg, workers=workers)
     expected = contract.expected_services(cfg)
-    records: list[CheckRecord] = []
-
-    def timed(read: Callable[[], Any]) -> tuple[Any, float]:
-        start = time.monotonic()
-        return read(), time.monotonic() - start
-
-    (code, status), status_time = timed(lambda: read_status(box))
-    records += [
-        check_services_running(status, expected, contract.status),
-        check_no_unexpected(status, expected, contract.status),
-        check_status_exit(code),
-    ]
-    _spread(records[-3:], status_time)
-
-    api, api_time = timed(lambda: read_api(box, cfg))
-    fields = [check_api_field(api, c, ctx) for c in contract.api_checks if c.applies(cfg)]
-    _spread(fields, api_time)
-    records += fields
-
     want = dict(contract.posture(cfg))
-    env, env_time = timed(lambda: read_env(box, sorted(want)))
-    records.append(check_posture(env, want))
-    scheme, scheme_time = timed(lambda: read_scheme(box, cfg))
-    records.append(check_scheme(scheme, contract.dashboard.secure_flag(cfg)))
-    _spread(records[-2:-1], env_time)
-    _spread(records[-1:], scheme_time)
+    _status, services = judged(
+        lambda: read_status(box),
+        lambda read: [
+            check_services_running(read[1], expected, contract.status),
+            check_no_unexpected(read[1], expected, contract.status),
+            check_status_exit(read[0]),
+        ],
+    )
+    api, fields = judged(
+        lambda: read_api(box, cfg),
+        lambda read: [check_api_field(read, c, ctx) for c in contract.api_checks if c.applies(cfg)],
+    )
+    _env, posture = judged(
+        lambda: read_env(box, sorted(want)), lambda read: [check_posture(read, want)]
+    )
+    _scheme, scheme = judged(
+        lambda: read_scheme(box, cfg),
+        lambda read: [check_scheme(read, contract.dashboard.secure_flag(cfg))],
+    )
+    counters = [check_counter(box, cfg, c, api, observe) for c in contract.counters]
+    return [*services, *fields, *posture, *scheme, *counters]
 
-    records += [check_counter(box, cfg, c, api, observe) for c in contract.counters]
-    return records
 
-
-def _spread(records: list[CheckRecord], seconds: float) -> None:
-    """Charge the time of the read that fed these checks to them."""
+def judged(
+    read: Callable[[], T], judge: Callable[[T], list[CheckRecord]]
+) -> tuple[T, list[CheckRecord]]:
+    """Read once, judge the reading, and charge the read's time to the checks it fed."""
+    start = time.monotonic()
+    reading = read()
+    seconds = time.monotonic() - start
+    records = judge(reading)
     for record in records:
         record.duration = seconds / max(1, len(records))
+    return reading, records
 
 
 def check_counter(
