@@ -17,7 +17,8 @@ from typing import Any
 from gate.contract import StackContract
 from gate.errors import Unreachable
 from gate.inventory import HostSpec
-from gate.target import Outcome, Result, Target, quote
+from gate.result import Outcome, Result
+from gate.target import Target, quote
 
 GATE_DIR = ".gate"
 TOOL_TIMEOUT = 124  # boxtool exec's exit code when it killed a command at its deadline
@@ -62,6 +63,9 @@ class Box:
         self.contract = contract
         self._record = record
         self._tool_ready = False
+        self._generation = target.generation
+        self.reconnected: Callable[[], None] = lambda: None
+        """Called after a dropped link is re-established, before the next command is sent."""
 
     def run(
         self,
@@ -78,6 +82,7 @@ class Box:
         A pending signal is raised before the command is sent, never while it runs.
         """
         self.checkpoint()
+        self._ensure_link()
         sent = command
         if scrub and self._tool_ready and stdin is None:
             sent = f"python3 {BOXTOOL} exec {timeout:g} {quote(command)}"
@@ -93,6 +98,13 @@ class Box:
             )
         self._record(Event(command, kind, result))
         return result
+
+    def _ensure_link(self) -> None:
+        """Reconnect now if the link dropped, so the lock re-proves itself before any command."""
+        self.target.open()
+        if self.target.generation != self._generation:
+            self._generation = self.target.generation
+            self.reconnected()
 
     def control(self, verb: str, *, kind: Kind = Kind.READ, timeout: float = 60.0) -> Result:
         """The stack's control command, e.g. `apply -y`."""

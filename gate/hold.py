@@ -14,7 +14,7 @@ import time
 
 import paramiko
 
-from gate.target import Outcome, Result, SSHTarget, Target
+from gate.result import Outcome, Result
 
 READ_CHUNK = 4096
 
@@ -135,11 +135,3 @@ def hold_channel(
     err = channel.recv_stderr(READ_CHUNK).decode(errors="replace")
     channel.close()
     return _refused(command, code, line.decode(errors="replace"), err, started)
-
-
-def hold(target: Target, command: str, *, ready: str, timeout: float) -> Hold | Result:
-    """Keep `command` running on the target's box; see the module docstring."""
-    if isinstance(target, SSHTarget):
-        target.open()
-        return hold_channel(target.transport, command, ready=ready, timeout=timeout)
-    return hold_local(command, ready=ready, timeout=timeout)

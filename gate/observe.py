@@ -19,7 +19,7 @@ from gate.box import Box
 from gate.checks import Reading
 from gate.contract import Config
 from gate.errors import Unreachable
-from gate.target import Outcome
+from gate.result import Outcome
 
 
 def read_status(box: Box) -> tuple[Reading[int], Reading[Mapping[str, Any]]]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from gate.box import GATE_DIR, Box, Kind, answered
 from gate.errors import BoxLocked, PreflightError
-from gate.hold import Hold, hold
+from gate.hold import Hold
 from gate.target import quote
 
 LOCK_FILE = f"{GATE_DIR}/lock"
@@ -50,7 +50,7 @@ class BoxLock:
             f"cd {quote(self.box.host.dir)} && exec flock -n -E {LOCK_CONFLICT} {mode} "
             f"{LOCK_FILE} sh -c 'echo held; exec cat >/dev/null'"
         )
-        held = hold(self.box.target, command, ready="held", timeout=15.0)
+        held = self.box.target.hold(command, ready="held", timeout=15.0)
         if isinstance(held, Hold):
             self._hold = held
             if self.exclusive:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import abc
 import codecs
 import contextlib
-import enum
 import io
 import os
 import shlex
@@ -37,8 +36,10 @@ from invoke.exceptions import CommandTimedOut, ThreadException
 from invoke.runners import Local as _InvokeLocal
 
 from gate.errors import HostKeyError, Unreachable, UsageError
+from gate.hold import Hold, hold_channel, hold_local
 from gate.hostkeys import RecordingHostKeyPolicy, changed_key_message, load_known_hosts
 from gate.inventory import HostSpec
+from gate.result import Outcome, Result
 
 SSH_FAILURE_CODE = 255
 """The exit code ssh itself uses for its own failures: never the command's verdict."""
@@ -46,31 +47,6 @@ SSH_FAILURE_CODE = 255
 DEFAULT_PROJECT_KNOWN_HOSTS = Path("inventory/known_hosts")
 USER_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 STDIN_CHUNK = 64 * 1024
-
-
-class Outcome(enum.Enum):
-    """What running a command told us: it worked, it failed, or we could not ask."""
-
-    OK = "ok"
-    FAILED = "failed"
-    UNREACHABLE = "unreachable"
-
-
-@dataclass(frozen=True)
-class Result:
-    """A finished command, as a value: what was sent, what came back, how long it took."""
-
-    command: str
-    outcome: Outcome
-    exit_code: int | None
-    stdout: str
-    stderr: str
-    duration: float
-    reason: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome is Outcome.OK
 
 
 @dataclass(frozen=True)
@@ -92,6 +68,8 @@ class Target(abc.ABC):
     """A box the gate can run shell commands on."""
 
     name: str
+    generation: int = 0
+    """How many times the link was (re)established; a change means a reconnect happened."""
 
     def run(self, command: str, *, timeout: float, stdin: str | None = None) -> Result:
         """Run `command` under a POSIX shell; a lost link or timeout is UNREACHABLE, not raised."""
@@ -104,6 +82,10 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def _exchange(self, command: str, *, timeout: float, stdin: str) -> _Exchange:
         """Send the command, feed stdin, collect output: the only I/O a target does."""
+
+    @abc.abstractmethod
+    def hold(self, command: str, *, ready: str, timeout: float) -> Hold | Result:
+        """Keep `command` running on the box until released; its Result if it never got ready."""
 
     @abc.abstractmethod
     def open(self) -> None:
@@ -246,6 +228,9 @@ class LocalTarget(Target):
             return _NO_RESULT
         return _Exchange(result.exited, result.stdout, result.stderr)
 
+    def hold(self, command: str, *, ready: str, timeout: float) -> Hold | Result:
+        return hold_local(command, ready=ready, timeout=timeout)
+
     def open(self) -> None:
         """Nothing to open: each command is its own subprocess."""
 
@@ -348,6 +333,11 @@ class SSHTarget(Target):
         except BaseException:
             client.close()
             raise
+        self.generation += 1
+
+    def hold(self, command: str, *, ready: str, timeout: float) -> Hold | Result:
+        self.open()
+        return hold_channel(self.transport, command, ready=ready, timeout=timeout)
 
     def _new_client(self) -> paramiko.SSHClient:
         """A client that knows only the known_hosts files and our policy (never AutoAdd)."""

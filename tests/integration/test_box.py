@@ -16,7 +16,8 @@ import pytest
 from gate.box import Box, Event, Kind
 from gate.contract import Dashboard, Secrets, StackContract
 from gate.inventory import local_spec
-from gate.target import LocalTarget, Outcome
+from gate.result import Outcome
+from gate.target import LocalTarget
 
 TOKEN = "canary-token-5f1e2d"
 PASSWORD = "canary-password-77aa"

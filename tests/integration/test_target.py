@@ -14,7 +14,8 @@ import pytest
 
 from gate.errors import HostKeyError, Unreachable, UsageError
 from gate.inventory import local_spec, resolve_host
-from gate.target import LocalTarget, Outcome, Result, SSHTarget, Target, quote, target_for
+from gate.result import Outcome, Result
+from gate.target import LocalTarget, SSHTarget, Target, quote, target_for
 from gate.testing.sshd import Sshd, free_port, keygen
 
 TRICKY = 'it\'s "quoted" $HOME `id` ; echo pwned && exit 7 | cat \\ * ~ \t tab\nnewline'

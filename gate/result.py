@@ -1,0 +1,31 @@
+"""A finished command as a value, and the three things running one can tell us."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Outcome(enum.Enum):
+    """What running a command told us: it worked, it failed, or we could not ask."""
+
+    OK = "ok"
+    FAILED = "failed"
+    UNREACHABLE = "unreachable"
+
+
+@dataclass(frozen=True)
+class Result:
+    """A finished command, as a value: what was sent, what came back, how long it took."""
+
+    command: str
+    outcome: Outcome
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    duration: float
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.OK
