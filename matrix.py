@@ -30,6 +30,10 @@ COMPACT_WHY = (
 )
 
 
+CONVERGE_S = 60.0
+"""How long a sync, the pool, the proxy and joining workers may take once status says ready."""
+
+
 def expected_services(cfg: Config) -> frozenset[str]:
     """The supervisord programs this config runs, by exact name."""
     services = {"pool", "proxy", "dashboard"}
@@ -79,15 +83,20 @@ CONTRACT = StackContract(
         config_paths=("node.remote_token",),
     ),
     api_checks=(
-        ApiCheck("node synchronized", "node.synchronized", Equals(True)),
+        ApiCheck("node synchronized", "node.synchronized", Equals(True), converges=CONVERGE_S),
         ApiCheck(
             "node format matches node.compact", "node.compact", Equals(config("node.compact"))
         ),
         ApiCheck("node mode matches node.mode", "node.mode", Equals(config("node.mode"))),
         ApiCheck("pool tier matches pool.tier", "pool.tier", Equals(config("pool.tier"))),
-        ApiCheck("pool ready", "pool.ready", Equals(True)),
-        ApiCheck("proxy admitting workers", "proxy.admitting", Equals(True)),
-        ApiCheck("workers online >= --workers", "workers.online", AtLeast(option("workers"))),
+        ApiCheck("pool ready", "pool.ready", Equals(True), converges=CONVERGE_S),
+        ApiCheck("proxy admitting workers", "proxy.admitting", Equals(True), converges=CONVERGE_S),
+        ApiCheck(
+            "workers online >= --workers",
+            "workers.online",
+            AtLeast(option("workers")),
+            converges=CONVERGE_S,
+        ),
         ApiCheck(
             "strict flag matches dashboard.strict", "strict", Equals(config("dashboard.strict"))
         ),

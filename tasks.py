@@ -1,77 +1,19 @@
-"""Invoke tasks: thin wrappers that parse flags and call gate/. See docs/quickstart.md."""
+"""Invoke tasks: thin. `invoke gate` is generated from gate's flag table (gate/cli/flags.py)."""
 
 from __future__ import annotations
 
 import sys
 
-from invoke import Context, task
+from gate.signals import process_guard
 
-from gate.cli import run_cli
+process_guard()  # first: a Ctrl-C while the rest loads is answered with 130, not lost
 
+from invoke import Context, task  # noqa: E402
 
-@task(
-    iterable=["scenario", "fact"],
-    help={
-        "host": "inventory name, or user@host[:port] (ssh config aliases work)",
-        "local": "gate the stack on this machine (needs --dir)",
-        "dir": "the stack dir on the box (overrides the inventory)",
-        "check": "non-destructive: judge the live state, change nothing",
-        "list": "print what would run (scenarios, axes, coverage) and exit",
-        "scenario": "run only this scenario (repeatable)",
-        "out": "where results/<run-id>/ goes (default results)",
-        "json": "print summary.json to stdout at the end",
-        "workers": "workers expected online (default: inventory, else 2)",
-        "accept_new_host_key": "trust and record an unknown host key",
-        "keep": "leave the box on the last scenario (no final restore)",
-        "strict": "fail on any skip of class missing, or a run that checked nothing",
-        "recover": "restore the box from the baseline a killed run left on it, and prove it",
-        "matrix": "the matrix file declaring the contract (default matrix.py)",
-        "known_hosts": "extra known_hosts file (default inventory/known_hosts)",
-        "fact": "key=value for scenario requirements, e.g. remote_node_url=http://...",
-        "inventory": "the inventory dir (default inventory)",
-    },
-)
-def gate(
-    c: Context,
-    host: str = "",
-    local: bool = False,
-    dir: str = "",
-    check: bool = False,
-    list: bool = False,
-    scenario: list[str] | None = None,
-    out: str = "results",
-    json: bool = False,
-    workers: int = -1,
-    accept_new_host_key: bool = False,
-    keep: bool = False,
-    strict: bool = False,
-    recover: bool = False,
-    matrix: str = "matrix.py",
-    known_hosts: str = "",
-    fact: list[str] | None = None,
-    inventory: str = "inventory",
-) -> None:
-    """Gate a box: --check, the config matrix (default), or --recover."""
-    code = run_cli(
-        host=host,
-        local=local,
-        dir=dir,
-        check=check,
-        list_only=list,
-        scenarios=scenario or [],
-        out=out,
-        json=json,
-        workers=workers,
-        accept_new_host_key=accept_new_host_key,
-        keep=keep,
-        strict=strict,
-        recover=recover,
-        matrix=matrix,
-        known_hosts=known_hosts,
-        facts=fact or [],
-        inventory=inventory,
-    )
-    sys.exit(code)
+from gate.cli.invoke_task import exit_2_on_parse_errors, gate_task  # noqa: E402
+
+exit_2_on_parse_errors()
+gate = gate_task()
 
 
 @task

@@ -105,7 +105,15 @@ def service_states(status: Mapping[str, Any], shape: StatusShape) -> dict[str, s
     services = jmespath.search(shape.services, status)
     if not isinstance(services, Mapping):
         raise ValueError(f"status JSON has no '{shape.services}' object")
-    return {str(n): str(s.get(shape.state_field, "?")) for n, s in services.items()}
+    states = {}
+    for name, info in services.items():
+        if not isinstance(info, Mapping):
+            raise ValueError(
+                f"status JSON {shape.services}.{name} is {type(info).__name__} "
+                f"{_short(info, 40)}, not an object with '{shape.state_field}'"
+            )
+        states[str(name)] = str(info.get(shape.state_field, "?"))
+    return states
 
 
 def _states_or_record(

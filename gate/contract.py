@@ -12,6 +12,8 @@ from typing import Any
 
 import jmespath
 
+from gate.errors import UsageError
+
 Config = Mapping[str, Any]
 
 
@@ -109,6 +111,9 @@ class ApiCheck:
     expression: str
     expect: Expectation
     applies: Callable[[Config], bool] = lambda _config: True
+    converges: float | None = None
+    """Seconds the value may take to reach its expectation once the stack is ready (a sync,
+    workers joining); None means it is settled by then and is asserted once."""
 
     def __post_init__(self) -> None:
         jmespath.compile(self.expression)
@@ -181,3 +186,36 @@ class StackContract:
     config_file: str = "config.json"
     env_file: str = ".env"
     log_lines: int = 200
+
+
+def fit_contract(contract: StackContract, cfg: Config, source: object, workers: int = 0) -> None:
+    """Evaluate everything the contract derives from a config; a misfit is one usage line.
+
+    A contract that names a config path the box lacks would otherwise fail deep inside a
+    run as an internal error; this runs before the first change.
+    """
+    ctx = Context(config=cfg, workers=workers)
+    parts: list[tuple[str, Callable[[], Any]]] = [
+        ("expected_services", lambda: contract.expected_services(cfg)),
+        ("posture", lambda: contract.posture(cfg)),
+        ("dashboard.url", lambda: contract.dashboard.url(cfg)),
+        ("dashboard.secure_flag", lambda: contract.dashboard.secure_flag(cfg)),
+    ]
+    parts += [(f"api check {c.name!r}", _fitter(c, cfg, ctx)) for c in contract.api_checks]
+    for what, evaluate in parts:
+        try:
+            evaluate()
+        except KeyError as exc:
+            raise UsageError(
+                f"{source}: contract {contract.name!r} does not fit the box: {what} needs "
+                f"config path {exc.args[0]!r}, which the box's {contract.config_file} lacks"
+            ) from None
+        except Exception as exc:  # the user's code: any error is a misfit, said in one line
+            raise UsageError(
+                f"{source}: contract {contract.name!r} does not fit the box: {what}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+
+
+def _fitter(check: ApiCheck, cfg: Config, ctx: Context) -> Callable[[], Any]:
+    return lambda: check.applies(cfg) and check.expect.expected(ctx)

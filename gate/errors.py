@@ -9,8 +9,8 @@
     └── BoxDirty            (4)    the box is not as the baseline says and could not be proven
                                    restored, or a previous run left it mid-flight
 
-Third-party errors (paramiko, invoke, socket) are mapped to these only in the box-access
-layer (gate/target.py, gate/hostkeys.py, gate/hold.py), with `raise ... from exc`.
+Third-party errors (paramiko, invoke, socket) are mapped to these in one module,
+gate/errormap.py, with `raise ... from exc`.
 """
 
 from __future__ import annotations

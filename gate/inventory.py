@@ -90,6 +90,12 @@ def resolve_host(spec: str, inventory_dir: Path) -> HostSpec:
     return parse_address(spec, inventory_dir)
 
 
+def load_inventory_spec(spec: str, inventory_dir: Path) -> HostSpec:
+    """`--local --host NAME`: the box's inventory file, used on the box itself."""
+    name = _inventory_name(spec, inventory_dir) if _names_a_file(spec) else spec
+    return load_inventory(name, inventory_dir)
+
+
 def inventory_path(name: str, inventory_dir: Path) -> Path:
     """Where the file for inventory `name` lives; the name is checked so it cannot escape."""
     if not _NAME.fullmatch(name) or ".." in name:

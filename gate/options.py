@@ -1,28 +1,47 @@
-"""The run's options, validated before anything touches a box, and the user's matrix.py loaded.
+"""What a run was asked to do (Options), the flag type every flag is declared with, and the
+user's contract file loaded with its identity.
 
-A usage error here is one clear line and exit 2; no target has been opened yet.
+Options are the engine's frozen input: the CLI (gate/cli/) builds them from the flag table
+and validates them before anything touches a box.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
 from gate.contract import StackContract
 from gate.errors import UsageError
 
+FlagKind = Literal["bool", "text", "int", "path", "repeat"]
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One command-line flag: `invoke --help gate`, the `gate` script and Options read it."""
+
+    name: str  # the Options field (or phase name), e.g. "accept_new_host_key"
+    help: str
+    kind: FlagKind = "bool"
+    metavar: str = ""
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
 
 @dataclass(frozen=True)
 class Options:
-    """Everything `invoke gate` was asked to do."""
+    """Everything `invoke gate` was asked to do, typed; `phases` holds the phase flags given."""
 
     host: str | None = None
     local: bool = False
     dir: str | None = None
-    check: bool = False
+    control: str | None = None
     list_only: bool = False
     out: Path = Path("results")
     json: bool = False
@@ -36,51 +55,45 @@ class Options:
     inventory_dir: Path = Path("inventory")
     known_hosts: Path | None = None
     facts: dict[str, str] = field(default_factory=dict)
+    phases: frozenset[str] = frozenset()
 
     @property
     def mode(self) -> str:
+        """A word for the run in artifacts: list, recover, check, or the phases it runs."""
         if self.list_only:
             return "list"
         if self.recover:
             return "recover"
-        return "check" if self.check else "matrix"
-
-
-def validate(opts: Options) -> None:
-    """Refuse contradictory or missing flags with one line each."""
-    if opts.list_only:
-        return
-    if opts.local and opts.host:
-        raise UsageError("--local and --host are exclusive: gate one box at a time")
-    if not opts.local and not opts.host:
-        raise UsageError("say which box: --host NAME_OR_USER@HOST[:PORT] or --local --dir PATH")
-    if opts.local and not opts.dir:
-        raise UsageError("--local needs --dir PATH (the stack dir on this machine)")
-    if opts.workers is not None and opts.workers < 0:
-        raise UsageError(f"--workers must be 0 or more, not {opts.workers}")
-    if opts.check and (opts.scenarios or opts.keep or opts.recover):
-        raise UsageError("--check runs no scenario: drop --scenario/--keep/--recover")
-    if opts.recover and (opts.scenarios or opts.keep):
-        raise UsageError("--recover only restores: drop --scenario/--keep")
+        if "check" in self.phases:
+            return "check"
+        return "+".join(["matrix", *sorted(self.phases)])
 
 
 @dataclass(frozen=True)
-class StackFile:
-    """What the user's matrix.py declares."""
+class ContractFile:
+    """The user's contract file: what it declares, and who it is (name + sha256 of its bytes)."""
 
+    path: Path
+    sha256: str
     contract: StackContract
     matrix: Any | None  # gate.matrix.Matrix, typed loosely to keep this module import-light
 
+    @property
+    def identity(self) -> dict[str, str]:
+        """What the baseline on the box records, so a later run can tell it is the same."""
+        return {"name": self.contract.name, "file": str(self.path.resolve()), "sha256": self.sha256}
 
-def load_stack_file(path: Path) -> StackFile:
-    """Import the user's matrix.py; it must define CONTRACT and may define MATRIX."""
+
+def load_contract_file(path: Path) -> ContractFile:
+    """Import the user's contract file; it must define CONTRACT and may define MATRIX."""
     if not path.is_file():
         raise UsageError(f"{path}: no such matrix file (it declares the stack's contract)")
     module = _import(path)
     contract = getattr(module, "CONTRACT", None)
     if not isinstance(contract, StackContract):
         raise UsageError(f"{path}: CONTRACT must be a gate.contract.StackContract")
-    return StackFile(contract=contract, matrix=getattr(module, "MATRIX", None))
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return ContractFile(path, digest, contract, getattr(module, "MATRIX", None))
 
 
 def _import(path: Path) -> ModuleType:

@@ -2,8 +2,8 @@
 
 A wait never asserts; it reports whether the signal arrived, every attempt it made and the
 last value it saw, so the check that follows can say what it waited for and what it got.
-Probes that could not ask (a dropped link) are recorded as such, and a wait whose last
-attempt could not ask is inconclusive rather than failed.
+A probe that could not ask (a dropped link) ends the wait at once, inconclusive: polling a
+box the gate cannot reach until the deadline only delays the verdict.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def wait_until(
     retrying = Retrying(
         stop=stop_after_delay(timeout),
         wait=wait_exponential(multiplier=first_interval, min=first_interval, max=max_interval),
-        retry=retry_if_result(lambda seen: not seen.ready),
+        retry=retry_if_result(lambda seen: not seen.ready and not seen.error),
         after=record,
         retry_error_callback=lambda _state: None,
     )

@@ -58,6 +58,10 @@ class SignalGuard:
         for signum in HANDLED:
             self._previous[signum] = signal.signal(signum, self._handle)
 
+    @property
+    def installed(self) -> bool:
+        return bool(self._previous)
+
     def uninstall(self) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
@@ -71,3 +75,19 @@ class SignalGuard:
             yield
         finally:
             self._shielded -= 1
+
+
+_PROCESS_GUARD: SignalGuard | None = None
+
+
+def process_guard() -> SignalGuard:
+    """The process's one guard, installed at the first call: call it as early as possible.
+
+    tasks.py and the `gate` script call it before importing anything heavy, so a Ctrl-C in
+    the first moments is recorded and answered with 130, not lost in a parser's exit 1.
+    """
+    global _PROCESS_GUARD
+    if _PROCESS_GUARD is None or not _PROCESS_GUARD.installed:
+        _PROCESS_GUARD = SignalGuard()
+        _PROCESS_GUARD.install()
+    return _PROCESS_GUARD

@@ -119,6 +119,10 @@ class Baseline:
     services: list[str]
     config: Mapping[str, Any] = field(default_factory=dict)
     taken_at: float = field(default_factory=time.time)
+    contract: Mapping[str, str] = field(default_factory=dict)
+    """The contract's name, file and sha256: a recover under another contract is refused."""
+    passing: list[str] = field(default_factory=list)
+    """The checks that passed before the run: the restore must make each pass again."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

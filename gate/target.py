@@ -32,12 +32,13 @@ import paramiko
 from fabric.runners import Remote as _FabricRemote
 from invoke.config import Config as InvokeConfig
 from invoke.context import Context as InvokeContext
-from invoke.exceptions import CommandTimedOut, ThreadException
+from invoke.exceptions import CommandTimedOut
 from invoke.runners import Local as _InvokeLocal
 
-from gate.errors import HostKeyError, Unreachable, UsageError
+from gate.errormap import LINK_ERRORS, connect_error, first_line, lost
+from gate.errors import Unreachable, UsageError
 from gate.hold import Hold, hold_channel, hold_local
-from gate.hostkeys import RecordingHostKeyPolicy, changed_key_message, load_known_hosts
+from gate.hostkeys import RecordingHostKeyPolicy, load_known_hosts
 from gate.inventory import HostSpec
 from gate.result import Outcome, Result
 
@@ -222,8 +223,8 @@ class LocalTarget(Target):
             result = self._context.run(command, **_run_options(timeout, stdin), shell=self._shell)
         except CommandTimedOut as exc:
             return _partial(exc.result, _timeout_reason(timeout))
-        except (OSError, ThreadException) as exc:
-            return _Exchange(None, "", "", lost=f"could not run locally: {_first_line(exc)}")
+        except LINK_ERRORS as exc:
+            return _Exchange(None, "", "", lost=f"could not run locally: {first_line(exc)}")
         if result is None:  # invoke's Result is falsy when the command failed; None is no result
             return _NO_RESULT
         return _Exchange(result.exited, result.stdout, result.stderr)
@@ -348,19 +349,19 @@ class SSHTarget(Target):
 
     def _connect(self) -> None:
         conn = self._connection
-        where = self.host_port
         try:
             conn.open()
-        except paramiko.BadHostKeyException as exc:
-            raise HostKeyError(changed_key_message(where, exc, self._known_hosts)) from exc
-        except paramiko.AuthenticationException as exc:
-            raise UsageError(f"SSH authentication failed for {conn.user}@{where}: {exc}") from exc
-        except TimeoutError as exc:
-            raise Unreachable(
-                f"cannot connect to {where}: timed out after {self._connect_timeout:g}s"
-            ) from exc
-        except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise Unreachable(f"cannot connect to {where}: {exc or type(exc).__name__}") from exc
+        except Exception as exc:
+            mapped = connect_error(
+                exc,
+                where=self.host_port,
+                user=conn.user,
+                known_hosts=self._known_hosts,
+                timeout=self._connect_timeout,
+            )
+            if mapped is None:
+                raise
+            raise mapped from exc
 
     def close(self) -> None:
         self._connection.close()
@@ -372,18 +373,13 @@ class SSHTarget(Target):
             result = self._connection.run(command, **_run_options(timeout, stdin))
         except CommandTimedOut as exc:
             return _partial(exc.result, _timeout_reason(timeout))
-        except (OSError, EOFError, paramiko.SSHException, ThreadException) as exc:
-            return _Exchange(None, "", "", lost=f"connection lost: {_first_line(exc)}")
+        except LINK_ERRORS as exc:
+            return _Exchange(None, "", "", lost=lost(exc))
         if result is None:
             return _NO_RESULT
         if result.exited == -1 or not self._connection.is_connected:
             return _partial(result, "connection lost: no exit status from the box")
         return _Exchange(result.exited, result.stdout, result.stderr)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
 
 
 # --- choosing a target -------------------------------------------------------------------

@@ -1,8 +1,8 @@
-"""The matrix phase: walk the box through each scenario's config and always put it back.
+"""The matrix phase: walk the box through each scenario's config.
 
-refuse a dirty box -> validate paths against the box's config (nothing changed yet)
--> baseline (stored on the box, state dirty) -> per scenario: render, apply, wait,
-battery, idempotency, secrets kept -> restore and prove it (phases/restore.py)
+plan (before the baseline): the scenarios' paths exist in the box's config, the contract
+fits each scenario's config, unmet facts become named skips. run: per scenario: render,
+apply, wait for readiness, the battery, idempotency, secrets kept. The engine restores.
 """
 
 from __future__ import annotations
@@ -14,68 +14,71 @@ from typing import TYPE_CHECKING, Any
 
 import jmespath
 
+from gate.battery import battery, wait_ready
 from gate.box import Box, Kind, answered
 from gate.capture import capture
 from gate.checks import CheckRecord, Verdict, check_secrets_kept, service_states
-from gate.contract import ApiCheck, Config, Context
-from gate.errors import BoxDirty, PreflightError, Unreachable
-from gate.matrix import Matrix, Scenario, check_paths, resolve_overrides, unmet
-from gate.observe import read_api, read_config, read_fingerprints, read_status
-from gate.phases.check import battery
-from gate.phases.restore import restore_and_prove
-from gate.readiness import wait_until
-from gate.snapshot import (
-    BASELINE_CONFIG,
-    Baseline,
-    config_sha256,
-    read_state,
-    store_baseline,
-    write_state,
-)
+from gate.contract import Config, fit_contract
+from gate.errors import PreflightError, Unreachable
+from gate.matrix import Matrix, Scenario, check_paths, resolve_overrides, unmet, validate_matrix
+from gate.observe import read_config, read_fingerprints, read_status
+from gate.phases.base import Phase
+from gate.snapshot import BASELINE_CONFIG, Baseline
 
 if TYPE_CHECKING:
-    from gate.runner import Run
+    from gate.engine.run import Run
+
+APPLY_TIMEOUT = 600.0
 
 
-def matrix_phase(run: Run) -> None:
-    """Every selected scenario, then the restore, whatever happens in between."""
-    box = run.require_box()
-    matrix = run.require_matrix()
-    refuse_dirty(box, run.host.name)
-    selected = matrix.select(run.opts.scenarios)
-    cfg = read_config(box)
-    if not cfg.usable or cfg.value is None:
-        raise Unreachable(cfg.error) if cfg.unreachable else PreflightError(cfg.error)
-    check_paths(matrix, selected, cfg.value)
-    runnable = plan(run, selected)
-    if not runnable:
-        run.note("no runnable scenario: the box was not touched", "bold yellow")
-        return
-    baseline = take_baseline(run)
-    try:
-        for scenario in runnable:
-            run_scenario(run, matrix, scenario, baseline)
-    finally:
-        finish(run, baseline)
+class MatrixPhase(Phase):
+    """The default phase of a mutating run: every selected scenario of the contract's MATRIX."""
+
+    name = "matrix"
+    mutates = True
+
+    def __init__(self) -> None:
+        self._runnable: list[Scenario] = []
+
+    def plan(self, run: Run) -> bool:
+        matrix = validate_matrix(run.ctx.contract_file.matrix)
+        selected = matrix.select(run.ctx.opts.scenarios)
+        cfg = read_config(run.box)
+        if not cfg.usable or cfg.value is None:
+            raise Unreachable(cfg.error) if cfg.unreachable else PreflightError(cfg.error)
+        check_paths(matrix, selected, cfg.value)
+        self._runnable = runnable(run, selected)
+        for scenario in self._runnable:
+            overridden = with_overrides(cfg.value, resolve_overrides(scenario, run.ctx.facts))
+            fit_contract(run.box.contract, overridden, f"scenario {scenario.name}")
+        return bool(self._runnable)
+
+    def run(self, run: Run) -> None:
+        matrix = validate_matrix(run.ctx.contract_file.matrix)
+        assert run.baseline is not None
+        for scenario in self._runnable:
+            run_scenario(run, matrix, scenario, run.baseline)
 
 
-def refuse_dirty(box: Box, host: str) -> None:
-    state = read_state(box)
-    if state.get("state") != "clean":
-        raise BoxDirty(
-            f"box {host} was left {state.get('state')} by run {state.get('run_id', '?')} "
-            f"(phase {state.get('phase', '?')}); its baseline is kept on the box: "
-            f"run `invoke gate --host {host} --recover`"
-        )
+def with_overrides(cfg: Config, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The config with dotted-path overrides applied, in memory (as boxtool render does)."""
+    result: dict[str, Any] = json.loads(json.dumps(cfg))
+    for path, value in overrides.items():
+        node = result
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return result
 
 
-def plan(run: Run, selected: list[Scenario]) -> list[Scenario]:
+def runnable(run: Run, selected: list[Scenario]) -> list[Scenario]:
     """Scenarios whose facts are known; the others become named, classed skips."""
-    runnable = []
+    result = []
     for scenario in selected:
-        skip = unmet(scenario, run.facts)
+        skip = unmet(scenario, run.ctx.facts)
         if skip is None:
-            runnable.append(scenario)
+            result.append(scenario)
             continue
         run.add(
             CheckRecord(
@@ -87,64 +90,21 @@ def plan(run: Run, selected: list[Scenario]) -> list[Scenario]:
                 skip_class=skip.skip_class,
             )
         )
-    return runnable
-
-
-def take_baseline(run: Run) -> Baseline:
-    """What the box is now, kept on the box before the first change. The box must be healthy."""
-    box = run.require_box()
-    run.console.phase("baseline", "config bytes, secret fingerprints, services (kept on the box)")
-    code, status = read_status(box)
-    prints = read_fingerprints(box)
-    for reading in (code, status, prints):
-        if reading.unreachable:
-            raise Unreachable(reading.error)
-    if code.value != 0 or status.value is None:
-        raise PreflightError(
-            f"the box is not healthy before the run (status exit {code.value}); "
-            "gate a healthy box, or see `invoke gate --check`"
-        )
-    if prints.value is None or not any(prints.value.values()):
-        raise PreflightError("no secret matched the contract's patterns: nothing to prove kept")
-    running = service_states(status.value, box.contract.status)
-    baseline = Baseline(
-        run_id=run.run_id,
-        config_sha256=config_sha256(box),
-        fingerprints=prints.value,
-        services=sorted(s for s, st in running.items() if st == box.contract.status.running),
-    )
-    # Shielded: a signal here must not leave the box marked dirty with no restore to follow;
-    # it is raised at the first scenario command, inside the always-restore block.
-    with run.guard.shielded():
-        store_baseline(box, baseline)
-        write_state(box, "dirty", run.run_id, phase="matrix")
-        run.journal_note("baseline", config_sha256=baseline.config_sha256)
-    return baseline
-
-
-def finish(run: Run, baseline: Baseline) -> None:
-    """Restore unless --keep; the restore is shielded from further signals."""
-    if run.opts.keep:
-        run.note(
-            "--keep: the box was NOT restored; it stays on the last scenario and is marked "
-            f"dirty. Put it back with `invoke gate --host {run.host.name} --recover`.",
-            "bold yellow",
-        )
-        return
-    with run.guard.shielded():
-        restore_and_prove(run, baseline)
+    return result
 
 
 def run_scenario(run: Run, matrix: Matrix, scenario: Scenario, baseline: Baseline) -> None:
     """One scenario: render, apply, wait, battery, idempotency, secrets; captures on failure."""
-    box = run.require_box()
+    box = run.box
     run.console.phase(f"scenario {scenario.name}", scenario.note)
     run.journal_note("scenario", scenario=scenario.name)
     records: list[CheckRecord] = []
     cfg = apply_scenario(run, scenario, records)
     if cfg is not None:
-        records.append(wait_ready(run, cfg, matrix.ready_timeout))
-        records += battery(box, cfg, run.host.workers, observe=run.console.waiting)
+        ready = wait_ready(box, cfg, matrix.ready_timeout, run.console.waiting)
+        records.append(ready)
+        if ready.verdict is Verdict.PASS:
+            records += battery(box, cfg, run.ctx.host.workers, observe=run.console.waiting)
         records += idempotency(run, scenario)
         records.append(check_secrets_kept(baseline.fingerprints, read_fingerprints(box)))
     for record in records:
@@ -157,8 +117,8 @@ def run_scenario(run: Run, matrix: Matrix, scenario: Scenario, baseline: Baselin
 
 def apply_scenario(run: Run, scenario: Scenario, records: list[CheckRecord]) -> Config | None:
     """Render the baseline config plus overrides on the box and apply it."""
-    box = run.require_box()
-    overrides = resolve_overrides(scenario, run.facts)
+    box = run.box
+    overrides = resolve_overrides(scenario, run.ctx.facts)
     rendered = answered(
         box.tool(
             "render",
@@ -172,7 +132,9 @@ def apply_scenario(run: Run, scenario: Scenario, records: list[CheckRecord]) -> 
         records.append(CheckRecord("config rendered", Verdict.FAIL, "rendered", rendered.stderr))
         return None
     began = time.monotonic()
-    applied = answered(box.control(box.contract.commands.apply, kind=Kind.MUTATE, timeout=600))
+    applied = answered(
+        box.control(box.contract.commands.apply, kind=Kind.MUTATE, timeout=APPLY_TIMEOUT)
+    )
     run.artifacts.write_text(
         f"scenarios/{scenario.name}/apply.log", applied.stdout + applied.stderr
     )
@@ -194,44 +156,14 @@ def apply_scenario(run: Run, scenario: Scenario, records: list[CheckRecord]) -> 
     return cfg.value if cfg.usable else None
 
 
-def wait_ready(run: Run, cfg: Config, timeout: float) -> CheckRecord:
-    """Status 0 and every API expectation holding, polled until the deadline."""
-    box = run.require_box()
-    ctx = Context(config=cfg, workers=run.host.workers)
-    checks = [c for c in box.contract.api_checks if c.applies(cfg)]
-
-    def probe() -> dict[str, Any]:
-        code, _status = read_status(box)
-        if code.unreachable:
-            raise Unreachable(code.error)
-        api = read_api(box, cfg)
-        failing = [c.name for c in checks if not _holds(api.value, c, ctx)] if api.usable else []
-        return {"status": code.value, "api": api.error or "ok", "failing": failing}
-
-    def ready(seen: dict[str, Any]) -> bool:
-        return seen["status"] == 0 and seen["api"] == "ok" and not seen["failing"]
-
-    waited = wait_until("ready", probe, ready, timeout=timeout, observe=run.console.waiting)
-    verdict = Verdict.PASS if waited.satisfied else Verdict.FAIL
-    if waited.inconclusive:
-        verdict = Verdict.INCONCLUSIVE
-    expected = "status 0 and every API expectation"
-    return CheckRecord(
-        "ready", verdict, expected, json.dumps(waited.last), waited.describe(), waited.elapsed
-    )
-
-
-def _holds(api: Any, check: ApiCheck, ctx: Context) -> bool:
-    return bool(check.expect.holds(jmespath.search(check.expression, api), ctx))
-
-
 def service_clock(box: Box) -> dict[str, Any]:
     """Each running service's pid and start time: what a restart would change."""
     _code, status = read_status(box)
     if status.value is None:
         raise Unreachable(status.error) if status.unreachable else ValueError(status.error)
     shape = box.contract.status
-    services: Mapping[str, Any] = status.value.get(shape.services, {})
+    service_states(status.value, shape)  # a ValueError naming the shape if it is not one
+    services: Mapping[str, Any] = jmespath.search(shape.services, status.value)
     return {
         name: (info.get(shape.pid_field), info.get(shape.started_field))
         for name, info in services.items()
@@ -241,11 +173,15 @@ def service_clock(box: Box) -> dict[str, Any]:
 
 def idempotency(run: Run, scenario: Scenario) -> list[CheckRecord]:
     """A second apply reports no change AND restarts nothing (pids and start times equal)."""
-    box = run.require_box()
+    box = run.box
     marker = box.contract.commands.no_change_marker
-    before = service_clock(box)
-    again = answered(box.control(box.contract.commands.apply, kind=Kind.MUTATE, timeout=600))
-    after = service_clock(box)
+    apply = box.contract.commands.apply
+    try:
+        before = service_clock(box)
+        again = answered(box.control(apply, kind=Kind.MUTATE, timeout=APPLY_TIMEOUT))
+        after = service_clock(box)
+    except ValueError as exc:
+        return [CheckRecord("idempotent: no service restarted", Verdict.FAIL, "", "", str(exc))]
     said = (again.stdout + again.stderr).strip()
     run.artifacts.write_text(f"scenarios/{scenario.name}/apply-again.log", said)
     quiet = again.ok and marker in said
@@ -279,9 +215,7 @@ def summarise(run: Run, scenario: Scenario, records: list[CheckRecord]) -> None:
         f"{counts[Verdict.INCONCLUSIVE]} inconclusive"
         + (f" (failed: {', '.join(failed)})" if failed else "")
     )
-    repro = f"invoke gate --host {run.host.name} --scenario {scenario.name}"
-    if run.host.local:
-        repro = f"invoke gate --local --dir {run.host.dir} --scenario {scenario.name}"
-    run.scenario_lines.append({"scenario": scenario.name, "evidence": line, "reproduce": repro})
+    repro = run.hint("--scenario", scenario.name)
+    run.ledger.items.append({"scenario": scenario.name, "evidence": line, "reproduce": repro})
     run.console.line(f"  {line}")
     run.console.line(f"  reproduce: {repro}")

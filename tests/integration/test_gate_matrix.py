@@ -14,7 +14,7 @@ from conftest import ssh_args
 from harness import REPO, Box, GateRun, config_and_secret_hashes, run_gate
 
 from gate.matrix import coverage, unmet, validate_matrix
-from gate.options import load_stack_file
+from gate.options import load_contract_file
 from gate.testing.sshd import Sshd
 
 ALL_SCENARIOS = [
@@ -157,7 +157,7 @@ def test_an_apply_that_rotates_a_secret_is_caught_and_the_box_is_reported_dirty(
     # the restore's own apply rotates it again: the box cannot be proven as it was
     assert stack_box.env()["DASHBOARD_TOKEN"] != token_before
     assert run.code == 4, run.output
-    assert run.verdict("secrets: kept (fingerprints equal the baseline)") == "fail"
+    assert run.verdict("restore: secrets: kept (fingerprints equal the baseline)") == "fail"
     assert run.verdict("restore: config bytes identical") == "pass"
     assert "DIRTY" in run.output
     assert gate_state(stack_box) == "dirty"
@@ -409,7 +409,7 @@ def test_bad_input_is_exit_2_with_one_clear_line_and_the_box_untouched(
 
 
 def test_list_prints_per_axis_coverage_and_the_pair_share(tmp_path: Path) -> None:
-    matrix = validate_matrix(load_stack_file(REPO / "matrix.py").matrix)
+    matrix = validate_matrix(load_contract_file(REPO / "matrix.py").matrix)
     facts = {"remote_node_url": "http://127.0.0.1:1", "alt_data_dir": "/tmp/spare"}
 
     bare = run_gate("--list", out=tmp_path / "bare")

@@ -15,32 +15,18 @@ from pathlib import Path
 import pytest
 
 from gate.cli import run_cli
+from gate.cli.flags import table
 from gate.errors import ExitCode
 
 REPO = Path(__file__).resolve().parents[2]
+DEFAULTS: dict[str, object] = {"bool": False, "text": "", "int": "", "path": "", "repeat": None}
 
 
 def flags(tmp_path: Path, **changes: object) -> dict[str, object]:
-    """The keyword flags tasks.py passes for a bare `invoke gate`, with `changes` applied."""
-    base: dict[str, object] = {
-        "host": "",
-        "local": False,
-        "dir": "",
-        "check": False,
-        "list_only": False,
-        "scenarios": [],
-        "out": str(tmp_path / "results"),
-        "json": False,
-        "workers": -1,
-        "accept_new_host_key": False,
-        "keep": False,
-        "strict": False,
-        "recover": False,
-        "matrix": str(REPO / "matrix.py"),
-        "known_hosts": "",
-        "facts": [],
-        "inventory": str(tmp_path / "inventory"),
-    }
+    """Flag values as a bare `invoke gate` passes them (from the one table), `changes` applied."""
+    base: dict[str, object] = {f.name: DEFAULTS[f.kind] for f in table()}
+    base.update(out=str(tmp_path / "results"), matrix=str(REPO / "matrix.py"))
+    base["inventory"] = str(tmp_path / "inventory")
     unknown = set(changes) - set(base)
     assert not unknown, f"not a flag: {unknown}"
     base.update(changes)
@@ -58,7 +44,7 @@ def box_dir(tmp_path: Path) -> Path:
 def usage_error(tmp_path: Path, box_dir: Path, **changes: object) -> str:
     """Run the CLI; assert exit 2, one `gate: ...` line, no results, box untouched."""
     stream = io.StringIO()
-    code = run_cli(stream, **flags(tmp_path, **changes))
+    code = run_cli(flags(tmp_path, **changes), stream)
     text = stream.getvalue()
     assert code == ExitCode.USAGE, text
     lines = text.strip().splitlines()
@@ -80,9 +66,10 @@ def test_local_without_dir(tmp_path: Path, box_dir: Path) -> None:
     assert "--local needs --dir" in line
 
 
-def test_local_and_host_together(tmp_path: Path, box_dir: Path) -> None:
-    line = usage_error(tmp_path, box_dir, local=True, dir=str(box_dir), host="box", check=True)
-    assert "--local and --host are exclusive" in line
+def test_local_with_a_missing_inventory_file(tmp_path: Path, box_dir: Path) -> None:
+    (tmp_path / "inventory").mkdir()
+    line = usage_error(tmp_path, box_dir, local=True, host="nope", check=True)
+    assert "nope.toml: no such inventory file" in line
 
 
 def test_missing_inventory_file(tmp_path: Path, box_dir: Path) -> None:
@@ -100,24 +87,37 @@ def test_malformed_inventory_toml(tmp_path: Path, box_dir: Path) -> None:
 
 
 def test_fact_without_equals(tmp_path: Path, box_dir: Path) -> None:
-    line = usage_error(tmp_path, box_dir, local=True, dir=str(box_dir), facts=["remote_url"])
+    line = usage_error(tmp_path, box_dir, local=True, dir=str(box_dir), fact=["remote_url"])
     assert "--fact takes key=value, not 'remote_url'" in line
 
 
 def test_negative_workers(tmp_path: Path, box_dir: Path) -> None:
-    line = usage_error(tmp_path, box_dir, local=True, dir=str(box_dir), check=True, workers=-3)
-    assert "--workers must be 0 or more, not -3" in line
+    line = usage_error(tmp_path, box_dir, local=True, dir=str(box_dir), check=True, workers="-3")
+    assert "--workers takes a whole number of 0 or more, not '-3'" in line
+
+
+def test_workers_not_a_number(tmp_path: Path, box_dir: Path) -> None:
+    line = usage_error(tmp_path, box_dir, local=True, dir=str(box_dir), check=True, workers="abc")
+    assert "--workers takes a whole number of 0 or more, not 'abc'" in line
+
+
+def test_out_under_a_regular_file(tmp_path: Path, box_dir: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a dir")
+    out = str(blocker / "results")
+    line = usage_error(tmp_path, box_dir, local=True, dir=str(box_dir), check=True, out=out)
+    assert f"--out {out}: {blocker} is not a directory" in line
 
 
 def test_check_with_scenario(tmp_path: Path, box_dir: Path) -> None:
     line = usage_error(
-        tmp_path, box_dir, local=True, dir=str(box_dir), check=True, scenarios=["local-defaults"]
+        tmp_path, box_dir, local=True, dir=str(box_dir), check=True, scenario=["local-defaults"]
     )
     assert "--check runs no scenario" in line
 
 
 def test_unknown_scenario(tmp_path: Path, box_dir: Path) -> None:
-    line = usage_error(tmp_path, box_dir, local=True, dir=str(box_dir), scenarios=["no-such"])
+    line = usage_error(tmp_path, box_dir, local=True, dir=str(box_dir), scenario=["no-such"])
     assert "unknown scenario 'no-such'; known: local-defaults" in line
 
 
@@ -139,7 +139,7 @@ def test_missing_matrix_file(tmp_path: Path, box_dir: Path) -> None:
 def test_list_without_contract_is_a_usage_error(tmp_path: Path, box_dir: Path) -> None:
     matrix = tmp_path / "matrix.py"
     matrix.write_text("X = 1\n")
-    line = usage_error(tmp_path, box_dir, list_only=True, matrix=str(matrix))
+    line = usage_error(tmp_path, box_dir, list=True, matrix=str(matrix))
     assert "CONTRACT" in line
 
 
@@ -168,6 +168,35 @@ def test_usage_error_from_the_command_line(tmp_path: Path, box_dir: Path) -> Non
     assert "no-such" in done.stderr
     assert not out.exists()
     assert list(box_dir.iterdir()) == []
+
+
+def test_unknown_flag_from_the_command_line(tmp_path: Path, box_dir: Path) -> None:
+    done = invoke_gate("--local", "--dir", str(box_dir), "--bogus", "--out", str(tmp_path / "r"))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == ["gate: No idea what '--bogus' is!"]
+    assert list(box_dir.iterdir()) == []
+
+
+def test_workers_not_a_number_from_the_command_line(tmp_path: Path, box_dir: Path) -> None:
+    done = invoke_gate("--local", "--dir", str(box_dir), "--check", "--workers", "abc")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert list(box_dir.iterdir()) == []
+
+
+def test_invoke_help_lists_every_flag_of_the_table() -> None:
+    helped = subprocess.run(
+        [sys.executable, "-m", "invoke", "--help", "gate"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert helped.returncode == 0, helped.stderr
+    missing = [f.option for f in table() if f.option not in helped.stdout]
+    assert not missing, f"invoke --help gate lacks {missing}"
 
 
 def test_list_prints_checks_scenarios_axes_and_coverage(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from gate.matrix import (
     unmet,
     validate_matrix,
 )
-from gate.options import load_stack_file
+from gate.options import load_contract_file
 
 REPO = Path(__file__).resolve().parents[2]
 ALL_FACTS = {"remote_node_url": "http://127.0.0.1:1", "alt_data_dir": "/tmp/alt"}
@@ -35,7 +35,7 @@ ALL_FACTS = {"remote_node_url": "http://127.0.0.1:1", "alt_data_dir": "/tmp/alt"
 
 def real_matrix() -> Matrix:
     """The MATRIX of the repo's matrix.py, loaded the way the gate loads it."""
-    return validate_matrix(load_stack_file(REPO / "matrix.py").matrix)
+    return validate_matrix(load_contract_file(REPO / "matrix.py").matrix)
 
 
 def small(*scenarios: Scenario, axes: tuple[Axis, ...] | None = None) -> Matrix:

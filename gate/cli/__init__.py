@@ -1,0 +1,32 @@
+"""From the flags a user typed to a run: the one flag table, validation, `--list`, the exit code.
+
+invoke gate ...   tasks.py -> gate.cli.invoke_task -> run_cli
+gate ...          gate.cli.script (argparse from the same table) -> run_cli
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+from gate.cli.flags import options_from
+from gate.cli.listing import list_plan
+from gate.engine.engine import TargetFactory, default_target, main
+from gate.errors import ExitCode, UsageError
+from gate.redact import Redactor
+from gate.report import Console
+
+
+def run_cli(
+    raw: Mapping[str, Any], stream: TextIO | None = None, target: TargetFactory = default_target
+) -> int:
+    """The whole command: a usage error is one line and exit 2."""
+    try:
+        opts = options_from(raw)
+        if opts.list_only:
+            return list_plan(opts, sys.stdout)
+    except UsageError as exc:
+        Console(Redactor(), stream).line(f"gate: {exc}", "bold red")
+        return ExitCode.USAGE
+    return main(opts, stream, target)

@@ -1,0 +1,42 @@
+"""The `gate` console script: the same flags as `invoke gate`, parsed by argparse.
+
+Signal handlers go in before anything heavy is imported, and a flag argparse cannot parse
+exits 2 like every usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gate.signals import process_guard
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"gate: {message}\n")
+        sys.exit(2)
+
+
+def parser() -> argparse.ArgumentParser:
+    from gate.cli.flags import table
+
+    parsed = _Parser(prog="gate", description="Gate a box (see docs/quickstart.md).")
+    for flag in table():
+        if flag.kind == "bool":
+            parsed.add_argument(flag.option, dest=flag.name, action="store_true", help=flag.help)
+        elif flag.kind == "repeat":
+            parsed.add_argument(
+                flag.option, dest=flag.name, action="append", metavar=flag.metavar, help=flag.help
+            )
+        else:
+            parsed.add_argument(flag.option, dest=flag.name, metavar=flag.metavar, help=flag.help)
+    return parsed
+
+
+def main() -> None:
+    process_guard()
+    raw = vars(parser().parse_args())
+    from gate.cli import run_cli
+
+    sys.exit(run_cli(raw))

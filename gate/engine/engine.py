@@ -1,0 +1,252 @@
+"""The one engine around every phase.
+
+main(options) -> exit code
+    validate flags, load the contract, resolve the host   (usage error: exit 2, nothing touched)
+    connect -> preflight (boxtool first: every output is scrubbed on the box) -> lock
+    mutating runs: refuse a dirty box -> the contract fits the box -> plan the phases
+        -> baseline kept on the box -> phases in registration order
+        -> ALWAYS restore and prove, exactly once (shielded from signals)
+    --recover: the baseline a killed run left -> restore and prove
+    read-only runs (--check): the phase alone; no baseline, no mutating command
+    report: summary.json, junit.xml, the console's last line, the exit code
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, TextIO
+
+from gate.artifacts import Artifacts, new_run_id
+from gate.box import Box, answered
+from gate.cli.validation import validate
+from gate.contract import fit_contract
+from gate.engine.baseline import check_identity, refuse_dirty, take_baseline
+from gate.engine.results import write_manifest, write_results
+from gate.engine.run import Run, RunContext
+from gate.errors import BoxDirty, ExitCode, GateError, PreflightError, UsageError
+from gate.inventory import HostSpec, load_inventory_spec, local_spec, resolve_host
+from gate.matrix import validate_matrix
+from gate.observe import read_config
+from gate.options import Options, load_contract_file
+from gate.phases import Phase, select
+from gate.redact import Redactor
+from gate.report import Console
+from gate.restore import restore_and_prove
+from gate.signals import Interrupted, process_guard
+from gate.snapshot import (
+    BoxLock,  # moving to gate.lock
+    Journal,
+    load_baseline,
+    read_state,
+)
+from gate.target import Target, quote, target_for
+
+REQUIRED_TOOLS = ("python3", "flock", "sha256sum", "cp", "mv", "cat")
+
+TargetFactory = Callable[[HostSpec, bool], Target]
+
+
+def default_target(host: HostSpec, accept_new: bool) -> Target:
+    return target_for(host, accept_new=accept_new)
+
+
+def main(
+    opts: Options, stream: TextIO | None = None, target: TargetFactory = default_target
+) -> int:
+    """Validate everything, then run; the process exit code."""
+    guard = process_guard()
+    redactor = Redactor()
+    console = Console(redactor, stream)
+    try:
+        validate(opts)
+        contract_file = load_contract_file(opts.matrix_file)
+        phases = tuple(select(opts))
+        if any(p.flag is None for p in phases) and not opts.recover:
+            validate_matrix(contract_file.matrix).select(opts.scenarios)
+        host = resolve(opts)
+    except UsageError as exc:
+        console.line(f"gate: {exc}", "bold red")
+        return ExitCode.USAGE
+    if guard.first is not None:
+        console.line(f"gate: {Interrupted(guard.first)} before the run began: nothing touched")
+        return Interrupted(guard.first).exit_code
+    ctx = RunContext(opts, contract_file, host, new_run_id(), phases)
+    run = Run(ctx, console, Artifacts(opts.out, ctx.run_id, redactor), guard)
+    return Engine(run, target).execute()
+
+
+def resolve(opts: Options) -> HostSpec:
+    """The host spec the options name, with --dir, --control, --workers and --known-hosts."""
+    if opts.local:
+        spec = load_inventory_spec(opts.host, opts.inventory_dir) if opts.host else None
+        spec = replace(spec, local=True) if spec else local_spec(opts.dir or "")
+    else:
+        assert opts.host is not None
+        spec = resolve_host(opts.host, opts.inventory_dir)
+    changes: dict[str, Any] = {
+        "dir": opts.dir,
+        "control": opts.control,
+        "workers": opts.workers,
+        "known_hosts": opts.known_hosts,
+    }
+    spec = replace(spec, **{k: v for k, v in changes.items() if v is not None})
+    if not spec.dir:
+        raise UsageError(f"{spec.name}: no stack dir: set `dir` in its inventory file or --dir")
+    return spec
+
+
+class Engine:
+    """Runs one run's phases against one box, restoring it on every exit path."""
+
+    def __init__(self, run: Run, target: TargetFactory) -> None:
+        self.run = run
+        self.ctx = run.ctx
+        self._target = target
+
+    def execute(self) -> int:
+        run = self.run
+        try:
+            self._connect_and_run()
+        except (Interrupted, GateError) as exc:
+            run.ledger.error = exc
+            run.note(f"gate: {exc}", "bold red")
+        except Exception as exc:  # a bug in gate: one redacted line, traceback in artifacts
+            run.ledger.error = exc
+            run.artifacts.write_text("traceback.txt", traceback.format_exc())
+            run.note(f"gate: internal error: {type(exc).__name__}: {exc}", "bold red")
+        finally:
+            run.guard.uninstall()
+        run.ledger.signal = run.guard.first
+        code = run.ledger.exit_code(strict=self.ctx.opts.strict)
+        write_results(run, code)
+        return code
+
+    def _connect_and_run(self) -> None:
+        run, host = self.run, self.ctx.host
+        mode = "local" if host.local else "ssh"
+        run.console.phase("connect", f"{host.name} ({mode}, {self.ctx.opts.mode})")
+        with self._target(host, self.ctx.opts.accept_new_host_key) as target:
+            box = Box(
+                target,
+                host,
+                self.ctx.contract_file.contract,
+                run.artifacts.record_event,
+                run.guard.checkpoint,
+            )
+            write_manifest(run, target.name, preflight(box))
+            exclusive = self.ctx.mutates or self.ctx.opts.recover
+            lock = BoxLock(box, self.ctx.run_id, exclusive=exclusive)
+            lock.acquire()
+            try:
+                run.attach(box, Journal(box, self.ctx.run_id, self.ctx.opts.mode))
+                run.journal_note("start")
+                self._phases()
+                run.journal_note("end", verdict=str(run.ledger.verdict()))
+            finally:
+                lock.release()
+
+    def _phases(self) -> None:
+        if self.ctx.opts.recover:
+            self._recover()
+        elif self.ctx.mutates:
+            self._mutating()
+        else:
+            self._fit_contract()
+            for phase in self.ctx.phases:
+                phase.run(self.run)
+
+    def _fit_contract(self) -> None:
+        """The contract's paths exist in the box's config: else one usage line, exit 2."""
+        cfg = read_config(self.run.box)
+        if not cfg.usable or cfg.value is None:
+            raise PreflightError(f"cannot read the stack's config: {cfg.error}")
+        fit_contract(self.run.box.contract, cfg.value, self.ctx.contract_file.path)
+
+    def _mutating(self) -> None:
+        """Plan, baseline, the phases, and ALWAYS the restore (unless --keep)."""
+        run = self.run
+        refuse_dirty(run)
+        self._fit_contract()
+        planned = [p for p in self.ctx.phases if p.plan(run)]
+        if not any(p.mutates for p in planned):
+            run.note("nothing runnable: the box was not touched", "bold yellow")
+            return
+        run.baseline = take_baseline(run)
+        if run.baseline is None:
+            return
+        try:
+            for phase in planned:
+                self._run_phase(phase)
+        finally:
+            self._finish()
+
+    def _run_phase(self, phase: Phase) -> None:
+        self.run.journal_note("phase", phase=phase.name)
+        phase.run(self.run)
+
+    def _finish(self) -> None:
+        run = self.run
+        assert run.baseline is not None
+        if self.ctx.opts.keep:
+            run.note(
+                "--keep: the box was NOT restored; it stays on the last scenario and is marked "
+                f"dirty. Put it back with `{run.hint('--recover')}`.",
+                "bold yellow",
+            )
+            return
+        with run.guard.shielded():
+            restore_and_prove(run, run.baseline)
+
+    def _recover(self) -> None:
+        """The baseline an interrupted run left on the box: restore it and prove it."""
+        run = self.run
+        state = read_state(run.box)
+        if state.get("state") == "clean":
+            raise UsageError(
+                f"box {self.ctx.host.name} is clean: nothing to recover "
+                "(no interrupted run left it dirty)"
+            )
+        baseline = load_baseline(run.box)
+        if baseline is None:
+            raise BoxDirty("no baseline on the box to recover from (.gate/baseline/ is empty)")
+        check_identity(run, baseline, "recover")
+        run.note(
+            f"recovering: on-box state {state.get('state')} from run {state.get('run_id', '?')}, "
+            f"baseline of run {baseline.run_id}"
+        )
+        with run.guard.shielded():
+            restore_and_prove(run, baseline)
+
+
+def preflight(box: Box) -> Any:
+    """The box is gateable; boxtool goes up before the stack is asked anything.
+
+    The first probe prints only fixed words; the control command's `version` output is
+    then scrubbed on the box like every later command. Returns the stack's versions.
+    """
+    directory = quote(box.host.dir)
+    tools = " ".join(REQUIRED_TOOLS)
+    probe = (
+        f"test -d {directory} || {{ echo no-dir; exit 0; }}; "
+        f'for t in {tools}; do command -v "$t" >/dev/null || echo "missing:$t"; done'
+    )
+    words = answered(box.run(probe, in_dir=False)).stdout.split()
+    if "no-dir" in words:
+        raise PreflightError(f"stack dir {box.host.dir} not found on {box.host.name}")
+    missing = [w.removeprefix("missing:") for w in words if w.startswith("missing:")]
+    if missing:
+        raise PreflightError(f"{box.host.name} lacks needed tools: {', '.join(missing)}")
+    box.install_tool()
+    version = answered(box.control(box.contract.commands.version_json, timeout=30))
+    if not version.ok:
+        why = (version.stderr or version.stdout).strip()[:160]
+        raise PreflightError(
+            f"control command `{box.host.control}` failed in {box.host.dir}: {why}"
+        )
+    try:
+        return json.loads(version.stdout)
+    except ValueError:
+        return {"raw": version.stdout.strip()[:200]}

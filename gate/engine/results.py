@@ -1,0 +1,67 @@
+"""What a run leaves behind: manifest.json first, then summary.json, junit.xml, the last line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gate import __version__
+from gate.artifacts import git_revision
+
+if TYPE_CHECKING:
+    from gate.engine.run import Run
+
+STARTED = "started"
+
+
+def write_manifest(run: Run, target: str, versions: Any) -> None:
+    """What was under test, written once the box answered (versions scrubbed on the box)."""
+    ctx = run.ctx
+    run.artifacts.write_json(
+        "manifest.json",
+        {
+            "run_id": ctx.run_id,
+            "gate_version": __version__,
+            "gate_git": git_revision(Path(__file__).resolve().parents[2]),
+            "mode": ctx.opts.mode,
+            "phases": [p.name for p in ctx.phases],
+            "target": target,
+            "host": ctx.host.name,
+            "stack_dir": ctx.host.dir,
+            "stack": versions,
+            "contract": ctx.contract_file.identity,
+            "options": {k: str(v) for k, v in vars(ctx.opts).items()},
+            STARTED: run.started,
+        },
+    )
+
+
+def write_results(run: Run, exit_code: int) -> None:
+    """summary.json, junit.xml, the console's closing lines, and --json on stdout."""
+    ctx, ledger = run.ctx, run.ledger
+    word = ledger.word(exit_code)
+    summary = {
+        "run_id": ctx.run_id,
+        "verdict": word,
+        "exit_code": exit_code,
+        "mode": ctx.opts.mode,
+        "phases": [p.name for p in ctx.phases],
+        "host": ctx.host.name,
+        "error": str(ledger.error) if ledger.error else None,
+        "strict_failures": ledger.strict_failures() if ctx.opts.strict else [],
+        "notes": ledger.notes,
+        "scenarios": ledger.items,
+        STARTED: run.started,
+        "ended": time.time(),
+        "counts": ledger.counts(),
+        "checks": [r.as_dict() for r in ledger.records],
+    }
+    run.artifacts.write_summary(summary)
+    run.artifacts.write_junit(ledger.records, f"gate.{ctx.opts.mode}")
+    run.console.final(ledger.records, word, exit_code)
+    run.console.line(f"results: {run.artifacts.dir}")
+    if ctx.opts.json:
+        sys.stdout.write(run.artifacts.redact(json.dumps(summary, indent=2, default=str)) + "\n")

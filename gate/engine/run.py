@@ -1,0 +1,87 @@
+"""What a phase sees: the run's frozen inputs, the box, and where its findings go."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gate.artifacts import Artifacts
+from gate.box import Box
+from gate.checks import CheckRecord
+from gate.engine.ledger import Ledger
+from gate.hints import gate_command
+from gate.inventory import HostSpec
+from gate.options import ContractFile, Options
+from gate.report import Console
+from gate.signals import SignalGuard
+from gate.snapshot import Baseline, Journal
+
+if TYPE_CHECKING:
+    from gate.phases.base import Phase
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """The inputs of one run, fixed before the first side effect."""
+
+    opts: Options
+    contract_file: ContractFile
+    host: HostSpec
+    run_id: str
+    phases: tuple[Phase, ...]
+
+    @property
+    def facts(self) -> Mapping[str, str]:
+        return {**self.host.requirements, **self.opts.facts}
+
+    @property
+    def mutates(self) -> bool:
+        return any(p.mutates for p in self.phases)
+
+
+class Run:
+    """One run against one box, as its phases see it."""
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        console: Console,
+        artifacts: Artifacts,
+        guard: SignalGuard,
+    ) -> None:
+        self.ctx = ctx
+        self.console = console
+        self.artifacts = artifacts
+        self.guard = guard
+        self.ledger = Ledger()
+        self.started = time.time()
+        self.baseline: Baseline | None = None
+        self._box: Box | None = None
+        self._journal: Journal | None = None
+
+    @property
+    def box(self) -> Box:
+        if self._box is None:
+            raise RuntimeError("a phase ran before the box was connected")
+        return self._box
+
+    def attach(self, box: Box, journal: Journal) -> None:
+        self._box, self._journal = box, journal
+
+    def add(self, record: CheckRecord) -> None:
+        self.ledger.records.append(record)
+        self.console.check(record)
+
+    def note(self, text: str, style: str = "") -> None:
+        self.ledger.notes.append(text)
+        self.console.line(text, style)
+
+    def journal_note(self, event: str, **details: Any) -> None:
+        if self._journal is not None:
+            self._journal.note(event, **details)
+
+    def hint(self, *extra: str, matrix: str | None = None) -> str:
+        """A command reaching this box under this contract, runnable exactly as printed."""
+        return gate_command(self.ctx.opts, *extra, matrix=matrix)

@@ -1,0 +1,113 @@
+"""Putting the box back, and proving it.
+
+The restore copies the baseline config kept on the box (bytes never leave it), applies it,
+and waits for the stack's readiness. The proof: the restore's apply succeeded, config bytes
+identical, secret fingerprints equal, the baseline's services running and no other, status
+exit 0, and the whole check battery green against the baseline config, so daemons still
+running the last scenario's settings cannot pass for restored. Only a proven restore
+marks the box clean; anything else is BoxDirty, exit 4, the loudest outcome.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gate.battery import battery, wait_ready
+from gate.box import Box, Kind, answered
+from gate.checks import (
+    CheckRecord,
+    Verdict,
+    check_no_unexpected,
+    check_secrets_kept,
+    check_services_running,
+)
+from gate.errors import BoxDirty, Unreachable
+from gate.observe import read_config, read_fingerprints, read_status
+from gate.snapshot import BASELINE_CONFIG, Baseline, config_sha256, write_state
+from gate.target import quote
+
+if TYPE_CHECKING:
+    from gate.engine.run import Run
+
+READY_TIMEOUT = 180.0
+BATTERY = "restore: check: "
+APPLY_TIMEOUT = 600.0
+
+
+def restore_and_prove(run: Run, baseline: Baseline) -> None:
+    """Push the baseline config, apply, wait, prove; BoxDirty unless every part passes."""
+    box = run.box
+    run.console.phase("restore", "baseline config back, apply, prove")
+    try:
+        answered(
+            box.run(f"cp -p {BASELINE_CONFIG} {quote(box.contract.config_file)}", kind=Kind.MUTATE)
+        )
+        apply = box.contract.commands.apply
+        applied = answered(box.control(apply, kind=Kind.MUTATE, timeout=APPLY_TIMEOUT))
+        run.artifacts.write_text("restore/apply.log", applied.stdout + applied.stderr)
+        proof = [_applied(applied.ok, applied.exit_code)]
+        if applied.ok:
+            proof += prove(run, baseline)
+    except Unreachable as exc:
+        raise BoxDirty(f"restore could not finish, the box is DIRTY: {exc}") from exc
+    for record in proof:
+        record.phase = "restore"
+        run.add(record)
+    failed = [r.name for r in proof if r.verdict is not Verdict.PASS and _binds(r, baseline)]
+    if failed:
+        raise BoxDirty("restore NOT proven, the box is DIRTY: " + "; ".join(failed))
+    write_state(box, "clean", run.ctx.run_id, phase="restored")
+    run.journal_note("restored", config_sha256=baseline.config_sha256)
+    run.note("restore proven: config bytes, secrets, services, status and every check match")
+
+
+def _binds(record: CheckRecord, baseline: Baseline) -> bool:
+    """Whether a failed proof record means dirty: a check failing at the baseline does not."""
+    if not record.name.startswith(BATTERY):
+        return True
+    if record.name.removeprefix(BATTERY) in baseline.passing:
+        return True
+    record.evidence = f"{record.evidence} (failed at the baseline too: not a restore defect)"
+    return False
+
+
+def _applied(ok: bool, code: int | None) -> CheckRecord:
+    verdict = Verdict.PASS if ok else Verdict.FAIL
+    return CheckRecord("restore: apply succeeded", verdict, "exit 0", f"exit {code}")
+
+
+def prove(run: Run, baseline: Baseline) -> list[CheckRecord]:
+    """The restore proof, each part a record (the battery's named `restore: ...`)."""
+    box = run.box
+    cfg = read_config(box)
+    if not cfg.usable or cfg.value is None:
+        raise Unreachable(cfg.error) if cfg.unreachable else BoxDirty(cfg.error)
+    ready = wait_ready(box, cfg.value, READY_TIMEOUT, run.console.waiting)
+    records = [ready, _config_identical(box, baseline)]
+    records.append(check_secrets_kept(baseline.fingerprints, read_fingerprints(box)))
+    _code, status = read_status(box)
+    services = frozenset(baseline.services)
+    again = check_services_running(status, services, box.contract.status)
+    again.name = "services: the baseline's running again"
+    beyond = check_no_unexpected(status, services, box.contract.status)
+    beyond.name = "services: none beyond the baseline's"
+    records += [again, beyond]
+    for record in records:
+        record.name = f"restore: {record.name}"
+    if ready.verdict is Verdict.PASS:
+        checks = battery(box, cfg.value, run.ctx.host.workers, observe=run.console.waiting)
+        for record in checks:
+            record.name = f"{BATTERY}{record.name}"
+        records += checks
+    return records
+
+
+def _config_identical(box: Box, baseline: Baseline) -> CheckRecord:
+    sha = config_sha256(box)
+    return CheckRecord(
+        "config bytes identical",
+        Verdict.PASS if sha == baseline.config_sha256 else Verdict.FAIL,
+        baseline.config_sha256[:16],
+        sha[:16],
+        "sha256 of the config file on the box",
+    )
