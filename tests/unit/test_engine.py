@@ -1,0 +1,252 @@
+"""The engine on the scripted double: phases, the always-restore, exit codes, verdict words.
+
+Every run here is a whole `gate` run (flags -> engine -> results/) against FakeStack, in
+milliseconds; what only a real box shows stays in tests/integration.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakestack import FakeStack
+
+from gate.box import Kind
+from gate.cli import run_cli
+from gate.engine.run import Run
+from gate.options import Flag
+from gate.phases import Phase, register, unregister
+from gate.snapshot import BASELINE_CONFIG
+from gate.testing.double import Reply
+
+UNIT = Path(__file__).resolve().parent
+REPO = UNIT.parents[1]
+
+
+@pytest.fixture
+def contract(tmp_path: Path) -> Path:
+    """The repo's contract and matrix with every wait window cut short (see fakestack.quick)."""
+    path = tmp_path / "quick_contract.py"
+    path.write_text(
+        "import importlib.util, sys\n"
+        f"sys.path.insert(0, {str(UNIT)!r})\n"
+        "from fakestack import load_contract, quick\n"
+        f"spec = importlib.util.spec_from_file_location('repo_matrix', {str(REPO / 'matrix.py')!r})\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(module)\n"
+        "CONTRACT = quick(load_contract())\n"
+        "MATRIX = module.MATRIX\n"
+    )
+    return path
+
+
+class Outcome:
+    """A finished in-process run: its exit code, console text and artifacts."""
+
+    def __init__(self, code: int, console: str, out: Path) -> None:
+        self.code, self.console, self.out = code, console, out
+
+    @property
+    def run_dir(self) -> Path:
+        (found,) = [p for p in self.out.iterdir() if p.is_dir()]
+        return found
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return dict(json.loads((self.run_dir / "summary.json").read_text()))
+
+    def kinds(self) -> list[str]:
+        lines = (self.run_dir / "events.jsonl").read_text().splitlines()
+        return [json.loads(line)["kind"] for line in lines]
+
+    def verdict(self, name: str) -> str:
+        found = {c["name"]: c["verdict"] for c in self.summary["checks"]}
+        assert name in found, sorted(found)
+        return found[name]
+
+
+def gate(stack: FakeStack, contract: Path, tmp_path: Path, **flags: Any) -> Outcome:
+    out = tmp_path / "results"
+    raw = {"local": True, "dir": stack.dir, "matrix": str(contract), "out": str(out), **flags}
+    console = io.StringIO()
+    code = run_cli(raw, console, target=lambda _host, _accept: stack.target)
+    stack.target.verify()
+    return Outcome(code, console.getvalue(), out)
+
+
+# --- read-only runs ----------------------------------------------------------------------
+
+
+def test_check_on_a_healthy_box_passes_and_sends_no_mutating_command(
+    contract: Path, tmp_path: Path
+) -> None:
+    stack = FakeStack()
+    run = gate(stack, contract, tmp_path, check=True)
+    assert run.code == 0, run.console
+    assert run.summary["verdict"] == "passed"
+    assert "read" in run.kinds()
+    assert Kind.MUTATE not in run.kinds()
+    assert not any(name.startswith(".gate/baseline") for name in stack.files)
+
+
+def test_status_services_as_strings_are_a_failed_check_not_a_crash(
+    contract: Path, tmp_path: Path
+) -> None:
+    stack = FakeStack(status_services_as_strings=True)
+    run = gate(stack, contract, tmp_path, check=True)
+    assert run.code == 1, run.console
+    assert "internal error" not in run.console
+    assert run.verdict("services: every expected service running") == "fail"
+
+
+def test_a_link_lost_for_good_is_inconclusive_and_answers_at_once(
+    contract: Path, tmp_path: Path
+) -> None:
+    stack = FakeStack(wait_windows=None, drop_at=14, drop_for_good=True)
+    run = gate(stack, contract, tmp_path, check=True)
+    assert run.code == 3, run.console
+    assert run.summary["verdict"] == "inconclusive"
+    assert run.summary["counts"]["fail"] == 0, "a lost link was reported as a failed check"
+
+
+def test_a_locked_box_is_75_naming_the_lock(contract: Path, tmp_path: Path) -> None:
+    stack = FakeStack()
+    stack.lock_busy = True
+    run = gate(stack, contract, tmp_path)
+    assert run.code == 75, run.console
+    assert run.summary["verdict"] == "box locked"
+    assert Kind.MUTATE not in run.kinds()
+
+
+# --- mutating runs -----------------------------------------------------------------------
+
+
+def test_one_scenario_is_applied_then_restored_and_proven(contract: Path, tmp_path: Path) -> None:
+    stack = FakeStack()
+    before = stack.files["config.json"].text
+    run = gate(stack, contract, tmp_path, scenario=["main-secure-strict"])
+    assert run.code == 0, run.console
+    assert "restore proven" in run.console
+    assert stack.files["config.json"].text == before
+    assert json.loads(stack.files[".gate/state.json"].text)["state"] == "clean"
+    assert run.verdict("restore: check: api: pool tier matches pool.tier") == "pass"
+
+
+def test_an_unhealthy_box_is_a_failed_check_and_is_not_touched(
+    contract: Path, tmp_path: Path
+) -> None:
+    stack = FakeStack(status_garbage=True)
+    run = gate(stack, contract, tmp_path, scenario=["main-secure-strict"])
+    assert run.code == 1, run.console
+    assert run.summary["verdict"] == "failed"
+    assert run.verdict("baseline: status: JSON lists services") == "fail"
+    assert Kind.MUTATE not in run.kinds()
+    assert stack.applies == []
+
+
+def test_a_restore_apply_that_fails_part_way_is_box_dirty(contract: Path, tmp_path: Path) -> None:
+    stack = FakeStack(fail_restore_apply=True)
+    run = gate(stack, contract, tmp_path, scenario=["main-secure-strict"])
+    assert run.code == 4, run.console
+    assert run.summary["verdict"] == "BOX DIRTY"
+    assert run.verdict("restore: apply succeeded") == "fail"
+    assert "restore proven" not in run.console
+
+
+def test_a_dirty_box_is_refused_with_a_recover_hint_naming_every_flag(
+    contract: Path, tmp_path: Path
+) -> None:
+    stack = FakeStack()
+    kept = gate(stack, contract, tmp_path / "kept", scenario=["main-secure-strict"], keep=True)
+    assert kept.code == 0, kept.console
+    refused = gate(stack, contract, tmp_path / "refused")
+    assert refused.code == 4, refused.console
+    hint = f"invoke gate --local --dir {stack.dir} --matrix {contract} --out "
+    assert hint in refused.console, refused.console
+    recovered = gate(stack, contract, tmp_path / "recovered", recover=True)
+    assert recovered.code == 0, recovered.console
+
+
+def test_a_settled_wrong_value_fails_on_the_first_read(contract: Path, tmp_path: Path) -> None:
+    stack = FakeStack(wait_windows=None, api_overrides={"pool.tier": "main"})
+    run = gate(stack, contract, tmp_path, scenario=["local-defaults"])
+    assert run.code == 1, run.console
+    pool = [
+        c
+        for c in run.summary["checks"]
+        if c["scenario"] == "local-defaults" and c["name"] == "api: pool tier matches pool.tier"
+    ]
+    assert pool and pool[0]["verdict"] == "fail"
+    assert pool[0]["duration"] < 1.0, "a settled value was polled (matrix.py's windows are 60 s)"
+
+
+# --- a phase added from outside: one registration ----------------------------------------
+
+MARK = "echo noop-phase-was-here"
+
+
+class NoopPhase(Phase):
+    """Does nothing but one harmless command the journal classes as mutating."""
+
+    name = "noop"
+    mutates = True
+    flag = Flag("noop", "a do-nothing mutating phase (tests)")
+    interrupt = False
+
+    def run(self, run: Run) -> None:
+        if self.interrupt:
+            os.kill(os.getpid(), signal.SIGINT)
+        run.box.run(MARK, kind=Kind.MUTATE)
+
+
+@pytest.fixture
+def noop() -> Iterator[NoopPhase]:
+    phase = NoopPhase()
+    register(phase)
+    yield phase
+    unregister(phase.name)
+
+
+def _restore_copy(stack: FakeStack) -> int:
+    commands = stack.target.commands
+    return next(i for i, c in enumerate(commands) if c.startswith(f"cp -p {BASELINE_CONFIG}"))
+
+
+def test_a_registered_mutating_phase_runs_inside_the_always_restore(
+    noop: NoopPhase, contract: Path, tmp_path: Path
+) -> None:
+    stack = FakeStack()
+    stack.target.on(MARK, Reply(0, "noop-phase-was-here\n"))
+    run = gate(stack, contract, tmp_path, noop=True, scenario=["local-defaults"])
+    assert run.code == 0, run.console
+    commands = stack.target.commands
+    baseline = next(i for i, c in enumerate(commands) if BASELINE_CONFIG in c)
+    ran = commands.index(MARK)
+    assert baseline < ran < _restore_copy(stack), "the phase ran outside baseline..restore"
+    assert run.summary["phases"] == ["matrix", "noop"]
+
+
+def test_a_sigint_inside_a_registered_phase_restores_then_exits_130(
+    noop: NoopPhase, contract: Path, tmp_path: Path
+) -> None:
+    noop.interrupt = True
+    stack = FakeStack()
+    stack.target.on(MARK, Reply(0))
+    run = gate(stack, contract, tmp_path, noop=True, scenario=["local-defaults"])
+    assert run.code == 130, run.console
+    assert MARK not in stack.target.commands, "the command after the signal was still sent"
+    assert _restore_copy(stack) > 0
+    assert "restore proven" in run.console
+    assert json.loads(stack.files[".gate/state.json"].text)["state"] == "clean"
+
+
+def test_the_phase_flag_joins_the_one_table(noop: NoopPhase) -> None:
+    from gate.cli.flags import table
+
+    assert "--noop" in [f.option for f in table()]
