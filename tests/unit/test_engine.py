@@ -33,11 +33,12 @@ REPO = UNIT.parents[1]
 def contract(tmp_path: Path) -> Path:
     """The repo's contract and matrix with every wait window cut short (see fakestack.quick)."""
     path = tmp_path / "quick_contract.py"
+    repo_matrix = str(REPO / "matrix.py")
     path.write_text(
         "import importlib.util, sys\n"
         f"sys.path.insert(0, {str(UNIT)!r})\n"
         "from fakestack import load_contract, quick\n"
-        f"spec = importlib.util.spec_from_file_location('repo_matrix', {str(REPO / 'matrix.py')!r})\n"
+        f"spec = importlib.util.spec_from_file_location('repo_matrix', {repo_matrix!r})\n"
         "module = importlib.util.module_from_spec(spec)\n"
         "spec.loader.exec_module(module)\n"
         "CONTRACT = quick(load_contract())\n"
