@@ -29,8 +29,7 @@ UNIT = Path(__file__).resolve().parent
 REPO = UNIT.parents[1]
 
 
-@pytest.fixture
-def contract(tmp_path: Path) -> Path:
+def contract_file(tmp_path: Path, extra: str = "") -> Path:
     """The repo's contract and matrix with every wait window cut short (see fakestack.quick)."""
     path = tmp_path / "quick_contract.py"
     repo_matrix = str(REPO / "matrix.py")
@@ -42,9 +41,14 @@ def contract(tmp_path: Path) -> Path:
         "module = importlib.util.module_from_spec(spec)\n"
         "spec.loader.exec_module(module)\n"
         "CONTRACT = quick(load_contract())\n"
-        "MATRIX = module.MATRIX\n"
+        "MATRIX = module.MATRIX\n" + extra
     )
     return path
+
+
+@pytest.fixture
+def contract(tmp_path: Path) -> Path:
+    return contract_file(tmp_path)
 
 
 class Outcome:
@@ -104,6 +108,44 @@ def test_status_services_as_strings_are_a_failed_check_not_a_crash(
     assert run.code == 1, run.console
     assert "internal error" not in run.console
     assert run.verdict("services: every expected service running") == "fail"
+
+
+def test_status_services_as_strings_refuse_a_matrix_run_untouched(
+    contract: Path, tmp_path: Path
+) -> None:
+    stack = FakeStack(status_services_as_strings=True)
+    run = gate(stack, contract, tmp_path, scenario=["main-secure-strict"])
+    assert run.code == 1, run.console
+    assert "internal error" not in run.console
+    record = next(
+        c for c in run.summary["checks"] if c["name"] == "baseline: status: JSON lists services"
+    )
+    assert record["verdict"] == "fail"
+    assert "services.node is str" in record["evidence"], record
+    assert Kind.MUTATE not in run.kinds()
+
+
+MISFIT = (
+    "import dataclasses\n"
+    "from gate.contract import lookup\n"
+    "CONTRACT = dataclasses.replace(CONTRACT, expected_services=lambda cfg: frozenset(\n"
+    "    {'node'} | ({'cache'} if lookup(cfg, 'extras.no_such_key') else set())))\n"
+)
+
+
+@pytest.mark.parametrize("mode", [{"check": True}, {"scenario": ["local-defaults"]}])
+def test_a_contract_that_does_not_fit_the_box_is_one_line_exit_2(
+    tmp_path: Path, mode: dict[str, Any]
+) -> None:
+    stack = FakeStack()
+    run = gate(stack, contract_file(tmp_path, MISFIT), tmp_path, **mode)
+    assert run.code == 2, run.console
+    errors = [line for line in run.console.splitlines() if line.startswith("gate: ")]
+    assert errors[0].endswith(
+        "contract 'sample-stack' does not fit the box: expected_services needs config "
+        "path 'extras.no_such_key', which the box's config.json lacks"
+    ), errors
+    assert Kind.MUTATE not in run.kinds()
 
 
 def test_a_link_lost_for_good_is_inconclusive_and_answers_at_once(
