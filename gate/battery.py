@@ -28,7 +28,6 @@ from gate.checks import (
     check_status_exit,
 )
 from gate.contract import ApiCheck, Config, Context, Increasing
-from gate.errors import Unreachable
 from gate.observe import counter, read_api, read_env, read_scheme, read_status
 from gate.readiness import Observer, wait_until
 
@@ -88,12 +87,8 @@ def wait_ready(
     """The stack's own readiness: status exits 0 and the API answers, polled to a deadline."""
 
     def probe() -> dict[str, Any]:
-        code, _status = read_status(box)
-        if code.unreachable:
-            raise Unreachable(code.error)
-        api = read_api(box, cfg)
-        if api.unreachable:
-            raise Unreachable(api.error)
+        code = read_status(box)[0].asked()
+        api = read_api(box, cfg).asked()
         return {"status": code.value, "api": api.error or "answering"}
 
     waited = wait_until(
@@ -127,7 +122,7 @@ def converge(
         return check_api_field(first, check, ctx)  # held, or the API itself did not answer
     waited = wait_until(
         check.name,
-        lambda: asked(read_api(box, cfg)),
+        lambda: read_api(box, cfg).asked(),
         lambda read: read.usable and _holds(read.value, check, ctx),
         timeout=max(0.01, since + deadline - time.monotonic()),
         first_interval=0.25,
@@ -135,19 +130,12 @@ def converge(
     )
     last: Reading[Any] = waited.last if waited.last is not None else first
     if waited.inconclusive:
-        last = Reading(error=waited.attempts[-1].error, unreachable=True)
+        last = Reading(lost=waited.attempts[-1].lost)
     record = check_api_field(last, check, ctx)
     record.duration = waited.elapsed
     within = f"converging: {'held' if waited.satisfied else 'not held'} after "
     record.evidence = f"{within}{waited.elapsed:.1f}s of {deadline:g}s; {record.evidence}"
     return record
-
-
-def asked(reading: Reading[T]) -> Reading[T]:
-    """The reading, or Unreachable: a wait must see could-not-ask as such, never as a value."""
-    if reading.unreachable:
-        raise Unreachable(reading.error)
-    return reading
 
 
 def _holds(api: Any, check: ApiCheck, ctx: Context) -> bool:
@@ -167,13 +155,13 @@ def check_counter(
     expected = f"{spec.expression} increases within {spec.within:g}s"
     start = counter(first, spec.expression)
     if start is None:
-        verdict = Verdict.INCONCLUSIVE if first.unreachable else Verdict.FAIL
-        why = first.error or f"{spec.expression} is not a number in the API"
+        verdict = Verdict.INCONCLUSIVE if first.lost is not None else Verdict.FAIL
+        why = first.why or f"{spec.expression} is not a number in the API"
         return CheckRecord(name, verdict, expected, "no first value", why)
     began = time.monotonic()
     waited = wait_until(
         spec.name,
-        lambda: counter(asked(read_api(box, cfg)), spec.expression),
+        lambda: counter(read_api(box, cfg).asked(), spec.expression),
         lambda value: value is not None and value > start,
         timeout=spec.within,
         first_interval=0.25,

@@ -15,7 +15,6 @@ from importlib import resources
 from typing import Any
 
 from gate.contract import StackContract
-from gate.errors import Unreachable
 from gate.inventory import HostSpec
 from gate.result import Outcome, Result
 from gate.target import Target, quote
@@ -161,6 +160,6 @@ class Box:
 
 def answered(result: Result) -> Result:
     """The result, or Unreachable when the box could not be asked."""
-    if result.outcome is Outcome.UNREACHABLE:
-        raise Unreachable(f"{result.command[:80]}: {result.reason}")
+    if result.lost is not None:
+        raise result.lost
     return result

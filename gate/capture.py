@@ -28,7 +28,7 @@ def capture(box: Box, artifacts: Artifacts, cfg: Config | None, where: str) -> N
     save("env.masked.json", box.tool("env", "--all").stdout)
     if cfg is not None:
         api = read_api(box, cfg)
-        shown = json.dumps(api.value, indent=2) if api.usable else f"unreadable: {api.error}"
+        shown = json.dumps(api.value, indent=2) if api.usable else f"unreadable: {api.why}"
         save("api-state.json", shown)
         services = sorted(box.contract.expected_services(cfg))
     else:

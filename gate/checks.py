@@ -19,6 +19,7 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 
 from gate.contract import ApiCheck, Context, StatusShape
+from gate.errors import Unreachable
 
 T = TypeVar("T")
 
@@ -72,16 +73,28 @@ class CheckRecord:
 class Reading(Generic[T]):
     """A value read from the box, or why it could not be read.
 
-    `unreachable` means the gate could not ask; `error` means the box answered badly.
+    `lost` is set when the gate could not ask (the one could-not-ask type, gate.errors.
+    Unreachable); `error` when the box answered badly.
     """
 
     value: T | None = None
     error: str = ""
-    unreachable: bool = False
+    lost: Unreachable | None = None
 
     @property
     def usable(self) -> bool:
-        return not self.error and not self.unreachable
+        return not self.error and self.lost is None
+
+    @property
+    def why(self) -> str:
+        """What went wrong, in words: the box's bad answer, or why it could not be asked."""
+        return self.error or (str(self.lost) if self.lost is not None else "")
+
+    def asked(self) -> Reading[T]:
+        """This reading, or its Unreachable raised: a wait must see could-not-ask as such."""
+        if self.lost is not None:
+            raise self.lost
+        return self
 
 
 def _short(value: Any, limit: int = 160) -> str:
@@ -91,9 +104,9 @@ def _short(value: Any, limit: int = 160) -> str:
 
 def from_reading(name: str, reading: Reading[Any], expected: str) -> CheckRecord | None:
     """The record for a reading that cannot be judged, or None when it can."""
-    if reading.unreachable:
+    if reading.lost is not None:
         return CheckRecord(
-            name, Verdict.INCONCLUSIVE, expected, "could not ask", f"could not ask: {reading.error}"
+            name, Verdict.INCONCLUSIVE, expected, "could not ask", f"could not ask: {reading.lost}"
         )
     if reading.error:
         return CheckRecord(name, Verdict.FAIL, expected, _short(reading.error), reading.error)

@@ -19,7 +19,6 @@ from gate.box import Box
 from gate.checks import Reading
 from gate.contract import Config
 from gate.errors import Unreachable
-from gate.result import Outcome
 
 
 def read_status(box: Box) -> tuple[Reading[int], Reading[Mapping[str, Any]]]:
@@ -27,10 +26,10 @@ def read_status(box: Box) -> tuple[Reading[int], Reading[Mapping[str, Any]]]:
     try:
         result = box.control(box.contract.commands.status_json, timeout=30)
     except Unreachable as exc:  # the link dropped and could not be re-established
-        lost: Reading[Any] = Reading(error=str(exc), unreachable=True)
+        lost: Reading[Any] = Reading(lost=exc)
         return lost, lost
-    if result.outcome is Outcome.UNREACHABLE:
-        lost = Reading(error=result.reason, unreachable=True)
+    if result.lost is not None:
+        lost = Reading(lost=result.lost)
         return lost, lost
     code: Reading[int] = Reading(value=result.exit_code)
     try:
@@ -48,7 +47,7 @@ def read_json_tool(box: Box, *args: str) -> Reading[Any]:
     try:
         return Reading(value=box.tool_json(*args))
     except Unreachable as exc:
-        return Reading(error=str(exc), unreachable=True)
+        return Reading(lost=exc)
     except ValueError as exc:
         return Reading(error=str(exc))
 
@@ -90,9 +89,9 @@ def read_scheme(box: Box, cfg: Config) -> Reading[str]:
     try:
         result = box.tool("scheme", url.hostname or "127.0.0.1", str(url.port or 443))
     except Unreachable as exc:
-        return Reading(error=str(exc), unreachable=True)
-    if result.outcome is Outcome.UNREACHABLE:
-        return Reading(error=result.reason, unreachable=True)
+        return Reading(lost=exc)
+    if result.lost is not None:
+        return Reading(lost=result.lost)
     return Reading(value=result.stdout.strip())
 
 

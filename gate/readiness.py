@@ -28,7 +28,8 @@ class Attempt(Generic[T]):
     elapsed: float
     value: T | None
     ready: bool
-    error: str = ""
+    lost: Unreachable | None = None
+    """Set when the probe could not ask: the wait ends at once, inconclusive."""
 
 
 @dataclass
@@ -46,7 +47,7 @@ class WaitResult(Generic[T]):
 
     @property
     def inconclusive(self) -> bool:
-        return not self.satisfied and bool(self.attempts) and bool(self.attempts[-1].error)
+        return not self.satisfied and bool(self.attempts) and self.attempts[-1].lost is not None
 
     @property
     def last(self) -> T | None:
@@ -55,7 +56,8 @@ class WaitResult(Generic[T]):
     def describe(self) -> str:
         if self.satisfied:
             return f"{self.name}: ready after {self.elapsed:.1f}s ({len(self.attempts)} polls)"
-        seen = self.attempts[-1].error if self.inconclusive else repr(self.last)
+        lost = self.attempts[-1].lost if self.attempts else None
+        seen = f"could not ask: {lost}" if lost is not None else repr(self.last)
         return f"{self.name}: not ready after {self.elapsed:.1f}s; last seen {seen}"
 
 
@@ -81,7 +83,7 @@ def wait_until(
         try:
             value = probe()
         except Unreachable as exc:
-            return Attempt(elapsed, None, False, f"could not ask: {exc}")
+            return Attempt(elapsed, None, False, exc)
         return Attempt(elapsed, value, ready(value))
 
     def record(state: RetryCallState) -> None:
@@ -95,7 +97,7 @@ def wait_until(
     retrying = Retrying(
         stop=stop_after_delay(timeout),
         wait=wait_exponential(multiplier=first_interval, min=first_interval, max=max_interval),
-        retry=retry_if_result(lambda seen: not seen.ready and not seen.error),
+        retry=retry_if_result(lambda seen: not seen.ready and seen.lost is None),
         after=record,
         retry_error_callback=lambda _state: None,
     )

@@ -63,7 +63,7 @@ class Console:
 
     def waiting(self, name: str, attempt: Attempt[Any], remaining: float) -> None:
         """Observer for readiness waits: one live line with a countdown."""
-        seen = attempt.error or repr(attempt.value)
+        seen = f"could not ask: {attempt.lost}" if attempt.lost else repr(attempt.value)
         text = self.redact(f"  waiting  {name}: {remaining:4.0f}s left, last seen {seen[:60]}")
         if not self.fancy:
             return

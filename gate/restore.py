@@ -81,7 +81,7 @@ def prove(run: Run, baseline: Baseline) -> list[CheckRecord]:
     box = run.box
     cfg = read_config(box)
     if not cfg.usable or cfg.value is None:
-        raise Unreachable(cfg.error) if cfg.unreachable else BoxDirty(cfg.error)
+        raise cfg.lost if cfg.lost is not None else BoxDirty(cfg.error)
     ready = wait_ready(box, cfg.value, READY_TIMEOUT, run.console.waiting)
     records = [ready, _config_identical(box, baseline)]
     records.append(check_secrets_kept(baseline.fingerprints, read_fingerprints(box)))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from gate.errors import Unreachable
+
 
 class Outcome(enum.Enum):
     """What running a command told us: it worked, it failed, or we could not ask."""
@@ -29,3 +31,10 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.outcome is Outcome.OK
+
+    @property
+    def lost(self) -> Unreachable | None:
+        """Why the box could not be asked, as the one could-not-ask type; None if it answered."""
+        if self.outcome is not Outcome.UNREACHABLE:
+            return None
+        return Unreachable(f"{self.command[:80]}: {self.reason}")

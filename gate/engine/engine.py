@@ -162,7 +162,7 @@ class Engine:
         """The contract's paths exist in the box's config: else one usage line, exit 2."""
         cfg = read_config(self.run.box)
         if not cfg.usable or cfg.value is None:
-            raise PreflightError(f"cannot read the stack's config: {cfg.error}")
+            raise PreflightError(f"cannot read the stack's config: {cfg.why}")
         fit_contract(self.run.box.contract, cfg.value, self.ctx.contract_file.path)
 
     def _mutating(self) -> None:

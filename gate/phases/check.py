@@ -9,7 +9,7 @@ from gate.battery import battery
 from gate.capture import capture
 from gate.checks import CheckRecord, Reading, Verdict, check_secrets_present
 from gate.engine.baseline import recover_hint
-from gate.errors import PreflightError, Unreachable
+from gate.errors import PreflightError
 from gate.observe import read_config, read_fingerprints
 from gate.options import Flag
 from gate.phases.base import Phase
@@ -34,7 +34,7 @@ class CheckPhase(Phase):
         run.add(check_clean_state(state, hint))
         cfg = read_config(box)
         if not cfg.usable or cfg.value is None:
-            raise Unreachable(cfg.error) if cfg.unreachable else PreflightError(cfg.error)
+            raise cfg.lost if cfg.lost is not None else PreflightError(cfg.error)
         prints = read_fingerprints(box)
         run.add(check_secrets_present(prints))
         run.journal_note("baseline", config_sha256=config_sha256(box), secrets=_count(prints))

@@ -19,7 +19,7 @@ from gate.box import Box, Kind, answered
 from gate.capture import capture
 from gate.checks import CheckRecord, Verdict, check_secrets_kept, service_states
 from gate.contract import Config, fit_contract
-from gate.errors import PreflightError, Unreachable
+from gate.errors import PreflightError
 from gate.matrix import Matrix, Scenario, check_paths, resolve_overrides, unmet, validate_matrix
 from gate.observe import read_config, read_fingerprints, read_status
 from gate.phases.base import Phase
@@ -45,7 +45,7 @@ class MatrixPhase(Phase):
         selected = matrix.select(run.ctx.opts.scenarios)
         cfg = read_config(run.box)
         if not cfg.usable or cfg.value is None:
-            raise Unreachable(cfg.error) if cfg.unreachable else PreflightError(cfg.error)
+            raise cfg.lost if cfg.lost is not None else PreflightError(cfg.error)
         check_paths(matrix, selected, cfg.value)
         self._runnable = runnable(run, selected)
         for scenario in self._runnable:
@@ -160,7 +160,7 @@ def service_clock(box: Box) -> dict[str, Any]:
     """Each running service's pid and start time: what a restart would change."""
     _code, status = read_status(box)
     if status.value is None:
-        raise Unreachable(status.error) if status.unreachable else ValueError(status.error)
+        raise status.lost if status.lost is not None else ValueError(status.error)
     shape = box.contract.status
     service_states(status.value, shape)  # a ValueError naming the shape if it is not one
     services: Mapping[str, Any] = jmespath.search(shape.services, status.value)

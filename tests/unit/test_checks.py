@@ -21,6 +21,7 @@ from gate.checks import (
     worst,
 )
 from gate.contract import ApiCheck, AtLeast, Context, Equals, StatusShape, config, option
+from gate.errors import Unreachable
 
 SHAPE = StatusShape()
 EXPECTED = frozenset({"node", "pool", "worker-1"})
@@ -76,7 +77,7 @@ def test_no_unexpected_ignores_missing_but_refuses_an_empty_listing() -> None:
 
 
 def test_could_not_ask_is_inconclusive_never_pass() -> None:
-    lost: Reading[Any] = Reading(error="connection lost", unreachable=True)
+    lost: Reading[Any] = Reading(lost=Unreachable("connection lost"))
     for record in (
         check_services_running(lost, EXPECTED, SHAPE),
         check_no_unexpected(lost, EXPECTED, SHAPE),
