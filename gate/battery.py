@@ -42,7 +42,7 @@ def battery(
     ctx = Context(config=cfg, workers=workers)
     expected = contract.expected_services(cfg)
     want = dict(contract.posture(cfg))
-    _status, services = judged(
+    status, services = judged(
         lambda: read_status(box),
         lambda read: [
             check_services_running(read[1], expected, contract.status),
@@ -55,7 +55,9 @@ def battery(
         lambda: read_api(box, cfg),
         lambda read: [check_api_field(read, c, ctx) for c in checks if c.converges is None],
     )
-    since = time.monotonic()  # one clock: the windows overlap, they do not add up
+    # Convergence is a ready stack's values still moving: a stack whose status is not 0 is
+    # broken, not converging, and is judged on this read. One clock: windows overlap.
+    since = time.monotonic() if status[0].value == 0 else float("-inf")
     converging = [converge(box, cfg, c, ctx, api, since, observe) for c in checks if c.converges]
     _env, posture = judged(
         lambda: read_env(box, sorted(want)), lambda read: [check_posture(read, want)]
@@ -116,10 +118,11 @@ def converge(
     since: float,
     observe: Observer[Any] | None,
 ) -> CheckRecord:
-    """A converging expectation: it may take up to `check.converges` seconds from `since`."""
+    """A converging expectation: it may take up to `check.converges` seconds from `since`
+    (minus infinity when the stack is not ready: then this read is the verdict)."""
     deadline = float(check.converges or 0)
-    if not first.usable or _holds(first.value, check, ctx):
-        return check_api_field(first, check, ctx)  # held, or the API itself did not answer
+    if not first.usable or _holds(first.value, check, ctx) or since + deadline < time.monotonic():
+        return check_api_field(first, check, ctx)  # held, the API did not answer, or no time
     waited = wait_until(
         check.name,
         lambda: read_api(box, cfg).asked(),

@@ -51,6 +51,12 @@ def contract(tmp_path: Path) -> Path:
     return contract_file(tmp_path)
 
 
+@pytest.fixture
+def real_windows(tmp_path: Path) -> Path:
+    """matrix.py's own windows (60 s): a test that must answer fast cannot hide a wait."""
+    return contract_file(tmp_path, "CONTRACT = load_contract()\n")
+
+
 class Outcome:
     """A finished in-process run: its exit code, console text and artifacts."""
 
@@ -149,10 +155,10 @@ def test_a_contract_that_does_not_fit_the_box_is_one_line_exit_2(
 
 
 def test_a_link_lost_for_good_is_inconclusive_and_answers_at_once(
-    contract: Path, tmp_path: Path
+    real_windows: Path, tmp_path: Path
 ) -> None:
     stack = FakeStack(wait_windows=None, drop_at=14, drop_for_good=True)
-    run = gate(stack, contract, tmp_path, check=True)
+    run = gate(stack, real_windows, tmp_path, check=True)
     assert run.code == 3, run.console
     assert run.summary["verdict"] == "inconclusive"
     assert run.summary["counts"]["fail"] == 0, "a lost link was reported as a failed check"
@@ -165,6 +171,33 @@ def test_a_locked_box_is_75_naming_the_lock(contract: Path, tmp_path: Path) -> N
     assert run.code == 75, run.console
     assert run.summary["verdict"] == "box locked"
     assert Kind.MUTATE not in run.kinds()
+
+
+def test_a_broken_box_is_judged_on_one_read_not_waited_on(
+    real_windows: Path, tmp_path: Path
+) -> None:
+    stack = FakeStack(wait_windows=None)
+    stack.stop("worker-1")
+    run = gate(stack, real_windows, tmp_path, check=True)
+    assert run.code == 1, run.console
+    workers = next(
+        c for c in run.summary["checks"] if c["name"] == "api: workers online >= --workers"
+    )
+    assert workers["verdict"] == "fail"
+    assert "converging" not in workers["evidence"], "a broken stack was waited on as converging"
+    assert run.verdict("status: exit code 0") == "fail"
+
+
+def test_a_converging_value_is_waited_on_while_the_stack_is_ready(
+    contract: Path, tmp_path: Path
+) -> None:
+    stack = FakeStack(api_overrides={"workers.online": 0})
+    run = gate(stack, contract, tmp_path, check=True)
+    workers = next(
+        c for c in run.summary["checks"] if c["name"] == "api: workers online >= --workers"
+    )
+    assert workers["verdict"] == "fail"
+    assert "converging: not held after" in workers["evidence"], workers
 
 
 # --- mutating runs -----------------------------------------------------------------------
@@ -216,9 +249,9 @@ def test_a_dirty_box_is_refused_with_a_recover_hint_naming_every_flag(
     assert recovered.code == 0, recovered.console
 
 
-def test_a_settled_wrong_value_fails_on_the_first_read(contract: Path, tmp_path: Path) -> None:
+def test_a_settled_wrong_value_fails_on_the_first_read(real_windows: Path, tmp_path: Path) -> None:
     stack = FakeStack(wait_windows=None, api_overrides={"pool.tier": "main"})
-    run = gate(stack, contract, tmp_path, scenario=["local-defaults"])
+    run = gate(stack, real_windows, tmp_path, scenario=["local-defaults"])
     assert run.code == 1, run.console
     pool = [
         c
