@@ -7,10 +7,11 @@ from typing import TextIO
 from gate.errors import ExitCode
 from gate.matrix import describe, validate_matrix
 from gate.options import Options, load_contract_file
-from gate.phases import registered
+from gate.phases import Phase, registered
 
 
 def list_plan(opts: Options, stream: TextIO) -> int:
+    """The phases in run order, the check battery, the scenarios and their coverage."""
     stack = load_contract_file(opts.matrix_file)
     contract = stack.contract
     lines = [f"stack: {contract.name} ({opts.matrix_file})"]
@@ -34,9 +35,6 @@ def list_plan(opts: Options, stream: TextIO) -> int:
     return ExitCode.PASSED
 
 
-def _phase(phase: object) -> str:
-    from gate.phases.base import Phase
-
-    assert isinstance(phase, Phase)
+def _phase(phase: Phase) -> str:
     flag = phase.flag.option if phase.flag else "default"
     return f"{phase.name} ({flag}{', mutates' if phase.mutates else ''})"

@@ -92,8 +92,14 @@ def gate_env() -> dict[str, str]:
 def run_gate(*args: str, out: Path, timeout: float = 300) -> GateRun:
     """Run `invoke gate ARGS --out OUT` from the repo root, as a user would."""
     out.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(
-        gate_command(*args, out=out),
+    proc = run_in_repo(gate_command(*args, out=out), timeout)
+    return GateRun(proc.returncode, proc.stdout + proc.stderr, out)
+
+
+def run_in_repo(command: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """A command run from the repo root with no stdin and plain output, as CI runs it."""
+    return subprocess.run(
+        command,
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -102,7 +108,6 @@ def run_gate(*args: str, out: Path, timeout: float = 300) -> GateRun:
         env=gate_env(),
         check=False,
     )
-    return GateRun(proc.returncode, proc.stdout + proc.stderr, out)
 
 
 def start_gate(*args: str, out: Path) -> subprocess.Popen[str]:

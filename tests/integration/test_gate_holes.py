@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from harness import REPO, Box, GateRun, gate_command, gate_env, run_gate
+from harness import REPO, Box, GateRun, gate_command, gate_env, run_gate, run_in_repo
 
 from gate.testing.sshd import Sshd
 
@@ -70,16 +70,7 @@ def run_as_printed(hint: str, timeout: float = 300) -> GateRun:
     assert words[:2] == ["invoke", "gate"], hint
     out = Path(words[words.index("--out") + 1])
     before = set(out.iterdir()) if out.is_dir() else set()
-    proc = subprocess.run(
-        [sys.executable, "-m", *words],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        env=gate_env(),
-        check=False,
-    )
+    proc = run_in_repo([sys.executable, "-m", *words], timeout)
     fresh = sorted(set(out.iterdir()) - before)
     assert len(fresh) == 1, f"expected one new run dir from {hint}: {fresh}"
     return _Single(proc.returncode, proc.stdout + proc.stderr, out, fresh[0])

@@ -76,6 +76,9 @@ class Outcome:
         lines = (self.run_dir / "events.jsonl").read_text().splitlines()
         return [json.loads(line)["kind"] for line in lines]
 
+    def record(self, name: str) -> dict[str, Any]:
+        return next(c for c in self.summary["checks"] if c["name"] == name)
+
     def verdict(self, name: str) -> str:
         found = {c["name"]: c["verdict"] for c in self.summary["checks"]}
         assert name in found, sorted(found)
@@ -123,9 +126,7 @@ def test_status_services_as_strings_refuse_a_matrix_run_untouched(
     run = gate(stack, contract, tmp_path, scenario=["main-secure-strict"])
     assert run.code == 1, run.console
     assert "internal error" not in run.console
-    record = next(
-        c for c in run.summary["checks"] if c["name"] == "baseline: status: JSON lists services"
-    )
+    record = run.record("baseline: status: JSON lists services")
     assert record["verdict"] == "fail"
     assert "services.node is str" in record["evidence"], record
     assert Kind.MUTATE not in run.kinds()
@@ -180,9 +181,7 @@ def test_a_broken_box_is_judged_on_one_read_not_waited_on(
     stack.stop("worker-1")
     run = gate(stack, real_windows, tmp_path, check=True)
     assert run.code == 1, run.console
-    workers = next(
-        c for c in run.summary["checks"] if c["name"] == "api: workers online >= --workers"
-    )
+    workers = run.record("api: workers online >= --workers")
     assert workers["verdict"] == "fail"
     assert "converging" not in workers["evidence"], "a broken stack was waited on as converging"
     assert run.verdict("status: exit code 0") == "fail"
@@ -193,9 +192,7 @@ def test_a_converging_value_is_waited_on_while_the_stack_is_ready(
 ) -> None:
     stack = FakeStack(api_overrides={"workers.online": 0})
     run = gate(stack, contract, tmp_path, check=True)
-    workers = next(
-        c for c in run.summary["checks"] if c["name"] == "api: workers online >= --workers"
-    )
+    workers = run.record("api: workers online >= --workers")
     assert workers["verdict"] == "fail"
     assert "converging: not held after" in workers["evidence"], workers
 
