@@ -88,6 +88,7 @@ class Outcome:
 def gate(stack: FakeStack, contract: Path, tmp_path: Path, **flags: Any) -> Outcome:
     out = tmp_path / "results"
     raw = {"local": True, "dir": stack.dir, "matrix": str(contract), "out": str(out), **flags}
+    raw = {k: v for k, v in raw.items() if v is not None}
     console = io.StringIO()
     code = run_cli(raw, console, target=lambda _host, _accept: stack.target)
     stack.target.verify()
@@ -107,6 +108,23 @@ def test_check_on_a_healthy_box_passes_and_sends_no_mutating_command(
     assert "read" in run.kinds()
     assert Kind.MUTATE not in run.kinds()
     assert not any(name.startswith(".gate/baseline") for name in stack.files)
+
+
+def test_local_with_an_inventory_file_takes_its_dir_and_requirements(
+    contract: Path, tmp_path: Path
+) -> None:
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    (inventory / "onbox.toml").write_text(
+        f'host = "localhost"\ndir = "{FakeStack().dir}"\nworkers = 2\n'
+    )
+    stack = FakeStack()
+    run = gate(
+        stack, contract, tmp_path, dir=None, host="onbox", inventory=str(inventory), check=True
+    )
+    assert run.code == 0, run.console
+    manifest = json.loads((run.run_dir / "manifest.json").read_text())
+    assert (manifest["host"], manifest["stack_dir"]) == ("onbox", stack.dir)
 
 
 def test_status_services_as_strings_are_a_failed_check_not_a_crash(
