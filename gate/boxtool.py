@@ -4,25 +4,32 @@ The gate uploads this file (stdlib only, any python3) to `<stack>/.gate/boxtool.
 runs it for everything that would otherwise carry a secret across the wire: it hashes
 secrets into fingerprints, scrubs secret values out of command output, reads the API token
 from .env itself, and renders configs from the on-box baseline. Its non-secret inputs
-(key globs, file globs, config paths) come from `.gate/spec.json`.
+(key globs, file globs, config paths) come from `.gate/spec.json`. It also holds the box
+lock for a run (`lock`, `lifeline`): in a detached process, so a dropped link does not
+silently free the box while the run may still act on it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import fnmatch
 import glob
 import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, NoReturn
 
 MASK = "***"
 SPEC_PATH = os.path.join(".gate", "spec.json")
@@ -238,6 +245,337 @@ def cmd_render(spec: dict[str, Any], args: list[str]) -> int:
     return 0
 
 
+# --- the box lock: held by a detached process, so it outlives a dropped link --------------
+#
+# `lock` takes an flock on .gate/lock and hands it to a holder in its own session (stdio on
+# /dev/null: a dying SSH session neither signals nor blocks it). The holder keeps the lock
+# while the run may still act: one of its registered lifelines (a `lock` or `lifeline`
+# process reading the runner's link) lives, or any boxtool command is in flight, or for
+# GRACE seconds after that was last true (the window a runner has to reconnect and prove it
+# with `lifeline`). A `release` line on a lifeline frees it at once. Pids are recorded with
+# their kernel start time, so a reused pid never passes for a live one.
+
+GATE = ".gate"
+LOCK_PATH = os.path.join(GATE, "lock")
+HOLDER_PATH = os.path.join(GATE, "holder.json")
+JOURNAL_PATH = os.path.join(GATE, "journal.jsonl")
+LIFELINES = os.path.join(GATE, "lifelines")
+MUTEX_PATH = os.path.join(LIFELINES, ".mutex")
+INFLIGHT = os.path.join(GATE, "inflight")
+LOCK_BUSY = 75
+POLL_SECONDS = 0.2
+RELEASE_WAIT = 10.0
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def proc_start(pid: int) -> str:
+    """The kernel's start time of a live `pid` ('' if it is gone or a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            fields = handle.read().rpartition(")")[2].split()
+    except OSError:
+        return ""
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return ""
+    return fields[19]
+
+
+def is_alive(pid: int, start: str) -> bool:
+    return bool(start) and proc_start(pid) == start
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write via a dot-file and rename: a reader never sees half a record."""
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, f".{name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def register(directory: str, pid: int) -> str:
+    """Record `pid` (with its start time) in `directory`; returns the record's path."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    path = os.path.join(directory, str(pid))
+    write_atomic(path, proc_start(pid))
+    return path
+
+
+def unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def any_alive(directory: str) -> bool:
+    """Whether a pid recorded in `directory` still runs; records of dead ones are pruned."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return False
+    found = False
+    for name in (n for n in names if n.isdigit()):
+        path = os.path.join(directory, name)
+        try:
+            with open(path, encoding="ascii") as handle:
+                start = handle.read().strip()
+        except OSError:
+            continue
+        if is_alive(int(name), start):
+            found = True
+        else:
+            unlink_quietly(path)
+    return found
+
+
+def read_json(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            found = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def run_dir(run_id: str) -> str:
+    if not _RUN_ID.fullmatch(run_id):
+        raise ValueError(f"not a run id: {run_id!r}")
+    return os.path.join(LIFELINES, run_id)
+
+
+def journal(run_id: str, event: str, **details: Any) -> None:
+    """One line in the on-box journal, as the runner's own journal lines are written."""
+    record = {"run_id": run_id, "mode": "lock", "event": event, "at": time.time(), **details}
+    with contextlib.suppress(OSError):
+        fd = os.open(JOURNAL_PATH, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def lock_state() -> Iterator[None]:
+    """Serialise the holder's decision to let go with lifelines attaching to it."""
+    os.makedirs(LIFELINES, mode=0o700, exist_ok=True)
+    fd = os.open(MUTEX_PATH, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def holder_record(run_id: str) -> dict[str, Any]:
+    return read_json(os.path.join(run_dir(run_id), "holder.json"))
+
+
+def holder_missing(run_id: str) -> str:
+    """Why `run_id` does not hold the lock any more ('' when it does). Call under lock_state."""
+    record = holder_record(run_id)
+    if not record:
+        return f"run {run_id} holds no lock here (it lapsed or was released)"
+    if not is_alive(int(record.get("pid", 0)), str(record.get("start", ""))):
+        return f"the holder of run {run_id} (pid {record.get('pid')}) is gone"
+    if os.path.exists(os.path.join(run_dir(run_id), "release")):
+        return f"run {run_id} is releasing its lock"
+    try:
+        inode = os.stat(LOCK_PATH).st_ino
+    except OSError:
+        inode = -1
+    if inode != record.get("inode"):
+        return f"{LOCK_PATH} was replaced since run {run_id} locked it"
+    return ""
+
+
+def sweep_dead_runs() -> None:
+    """Drop records left by holders that died (SIGKILL, reboot). Call under lock_state."""
+    with contextlib.suppress(OSError):
+        for name in (n for n in os.listdir(LIFELINES) if not n.startswith(".")):
+            record = read_json(os.path.join(LIFELINES, name, "holder.json"))
+            if not is_alive(int(record.get("pid", 0)), str(record.get("start", ""))):
+                shutil.rmtree(os.path.join(LIFELINES, name), ignore_errors=True)
+
+
+def detach(keep: tuple[int, ...]) -> None:
+    """Leave the caller's session and stdio (its SSH channel): only `keep` stays open."""
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 65536)
+    for signum in (signal.SIGHUP, signal.SIGPIPE, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def run_lives(run_id: str) -> bool:
+    """A lifeline of the run, or any gate command, is still running on this box."""
+    return any_alive(run_dir(run_id)) or any_alive(INFLIGHT)
+
+
+def serve(run_id: str, grace: float) -> bool:
+    """Hold until released (False) or until the run showed no life for `grace` s (True)."""
+    released = os.path.join(run_dir(run_id), "release")
+    last_life = time.monotonic()
+    while True:
+        signal.sigtimedwait([signal.SIGUSR1], POLL_SECONDS)  # SIGUSR1: a release, now
+        if not os.path.exists(released) and run_lives(run_id):
+            last_life = time.monotonic()
+            continue
+        if not os.path.exists(released) and time.monotonic() - last_life < grace:
+            continue
+        with lock_state():  # no lifeline can attach between this check and the retirement
+            lapsed = not os.path.exists(released)
+            if lapsed and run_lives(run_id):
+                continue
+            retire(run_id)
+            return lapsed
+
+
+def retire(run_id: str) -> None:
+    """Remove the run's records: from here on `lifeline RUN_ID` answers lost."""
+    if read_json(HOLDER_PATH).get("run_id") == run_id:
+        unlink_quietly(HOLDER_PATH)
+    shutil.rmtree(run_dir(run_id), ignore_errors=True)
+
+
+def hold_lock(fd: int, ready: int, run_id: str, mode: str, grace: float, info: str) -> NoReturn:
+    """The detached holder's whole life: record itself, report ready, serve, let go."""
+    code = 1
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+        detach(keep=(fd, ready))
+        me = {"pid": os.getpid(), "start": proc_start(os.getpid()), "run_id": run_id}
+        me.update(mode=mode, grace=grace, inode=os.fstat(fd).st_ino)
+        write_atomic(os.path.join(run_dir(run_id), "holder.json"), json.dumps(me))
+        if mode == "exclusive":
+            shown = {**json.loads(info), "run_id": run_id, "grace": grace}
+            shown.update(holder_pid=me["pid"], holder_start=me["start"])
+            write_atomic(HOLDER_PATH, json.dumps(shown, sort_keys=True))
+        else:  # no exclusive holder can exist beside a shared one: any record is stale
+            unlink_quietly(HOLDER_PATH)
+        os.write(ready, json.dumps(me).encode())
+        os.close(ready)
+        lapsed = serve(run_id, grace)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        if lapsed:
+            journal(run_id, "lock-lapsed", grace=grace)
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def spawn_holder(fd: int, run_id: str, mode: str, grace: float, info: str) -> dict[str, Any]:
+    """Fork the holder (twice: it is nobody's child here); its record once it is ready."""
+    ready_r, ready_w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(ready_r)
+            if os.fork() == 0:
+                hold_lock(fd, ready_w, run_id, mode, grace, info)
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.waitpid(child, 0)
+    with os.fdopen(ready_r, "rb") as answer:
+        data = answer.read()
+    return dict(json.loads(data)) if data else {}
+
+
+def follow(run_id: str, lifeline: str, holder: dict[str, Any]) -> int:
+    """Be a lifeline: read stdin to EOF; a `release` line frees the lock before returning."""
+    for signum in (signal.SIGHUP, signal.SIGINT):  # the runner answers signals, not us
+        signal.signal(signum, signal.SIG_IGN)
+    try:
+        for line in sys.stdin.buffer:
+            if line.strip() == b"release":
+                return release(run_id, holder)
+    finally:
+        unlink_quietly(lifeline)
+    return 0
+
+
+def release(run_id: str, holder: dict[str, Any]) -> int:
+    """Ask the holder to let go now and wait until it has: then the lock is free."""
+    pid, start = int(holder["pid"]), str(holder["start"])
+    with contextlib.suppress(OSError):
+        write_atomic(os.path.join(run_dir(run_id), "release"), "")
+    if is_alive(pid, start):
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + RELEASE_WAIT
+    while is_alive(pid, start) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return 1 if is_alive(pid, start) else 0
+
+
+def cmd_lock(_spec: dict[str, Any], args: list[str]) -> int:
+    """lock RUN_ID shared|exclusive GRACE [HOLDER_JSON]: exit 75 at once if busy; else
+    print `held` and stay the run's first lifeline until stdin closes."""
+    run_id, mode, grace = args[0], args[1], float(args[2])
+    info = args[3] if len(args) > 3 else "{}"
+    if mode not in ("shared", "exclusive") or not grace > 0 or not _RUN_ID.fullmatch(run_id):
+        print(f"boxtool: usage: lock RUN_ID shared|exclusive GRACE, got {args}", file=sys.stderr)
+        return 2
+    if not isinstance(json.loads(info), dict):
+        print("boxtool: HOLDER_JSON must be a JSON object", file=sys.stderr)
+        return 2
+    fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT, 0o600)
+    flag = fcntl.LOCK_EX if mode == "exclusive" else fcntl.LOCK_SH
+    try:
+        fcntl.flock(fd, flag | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("boxtool: the box lock is held by another run", file=sys.stderr)
+        return LOCK_BUSY
+    with lock_state():
+        sweep_dead_runs()
+        lifeline = register(run_dir(run_id), os.getpid())
+        holder = spawn_holder(fd, run_id, mode, grace, info)
+    os.close(fd)  # the holder's copy keeps the lock
+    if not holder:
+        unlink_quietly(lifeline)
+        print("boxtool: the lock holder did not start", file=sys.stderr)
+        return 1
+    print("held", flush=True)
+    return follow(run_id, lifeline, holder)
+
+
+def cmd_lifeline(_spec: dict[str, Any], args: list[str]) -> int:
+    """lifeline RUN_ID: after a reconnect, prove RUN_ID still holds the lock (`held`, then
+    stay a lifeline until stdin closes) or say why not (`lost: ...`, exit 1)."""
+    run_id = args[0]
+    if not _RUN_ID.fullmatch(run_id):
+        print(f"lost: not a run id: {run_id!r}", flush=True)
+        return 1
+    with lock_state():
+        why = holder_missing(run_id)
+        lifeline = "" if why else register(run_dir(run_id), os.getpid())
+    if why:
+        print(f"lost: {why}", flush=True)
+        return 1
+    holder = holder_record(run_id)
+    journal(run_id, "lock-reproven", holder_pid=holder["pid"])
+    print("held", flush=True)
+    return follow(run_id, lifeline, holder)
+
+
+def dispatch(name: str, spec: dict[str, Any], args: list[str]) -> int:
+    """Run a command; while it runs it is in flight (.gate/inflight/), so no lock lapses."""
+    if name in UNTRACKED:
+        return COMMANDS[name](spec, args)
+    record = ""
+    with contextlib.suppress(OSError):
+        record = register(INFLIGHT, os.getpid())
+    try:
+        return COMMANDS[name](spec, args)
+    finally:
+        if record:
+            unlink_quietly(record)
+
+
 COMMANDS = {
     "fingerprint": cmd_fingerprint,
     "exec": cmd_exec,
@@ -247,14 +585,17 @@ COMMANDS = {
     "api": cmd_api,
     "scheme": cmd_scheme,
     "render": cmd_render,
+    "lock": cmd_lock,
+    "lifeline": cmd_lifeline,
 }
+UNTRACKED = {"lock", "lifeline"}  # they are the run's lifelines, not commands in flight
 
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in COMMANDS:
         print(f"boxtool: usage: {' | '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    return COMMANDS[argv[0]](load_spec(), argv[1:])
+    return dispatch(argv[0], load_spec(), argv[1:])
 
 
 if __name__ == "__main__":

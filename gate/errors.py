@@ -5,6 +5,8 @@
     │   └── HostKeyError    (2)    unknown or changed host key; names the fingerprint
     ├── PreflightError      (2)    the box lacks the stack dir, control command or a tool
     ├── Unreachable         (3)    could not ask: connection lost, timeout, rc 255
+    │   └── LockLost        (3)    the box lock could not be re-proven after a reconnect;
+    │                              nothing more is sent (4 if the box was left dirty)
     ├── BoxLocked          (75)    another run holds the box's lock
     └── BoxDirty            (4)    the box is not as the baseline says and could not be proven
                                    restored, or a previous run left it mid-flight
@@ -56,6 +58,10 @@ class Unreachable(GateError):
     """The gate could not ask the box: connection lost, timeout, or rc 255."""
 
     exit_code = ExitCode.INCONCLUSIVE
+
+
+class LockLost(Unreachable):
+    """The box lock could not be re-proven after a reconnect; nothing more is sent."""
 
 
 class BoxLocked(GateError):

@@ -1,22 +1,27 @@
-"""Commands that stay running on the box while the run lives: the lock holder.
+"""Commands that stay running on the box while the run lives: the lock's lifelines.
 
 A held command prints a ready line, then blocks reading its stdin. Its stdin is the run's
-lifeline: when the runner releases it, or dies for any reason (SIGKILL included), stdin
-reaches EOF on the box, the command exits, and whatever it held (an flock) is let go.
+lifeline: the runner can send it lines (`send`), and when the runner releases it, or dies
+for any reason (SIGKILL included), stdin reaches EOF on the box and the command ends.
+What it stands for (the box lock, gate/lock.py) decides what that end means.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import select
 import subprocess
 import time
 
 import paramiko
 
+from gate.errormap import LINK_ERRORS
 from gate.result import Outcome, Result
 
 READ_CHUNK = 4096
+SEND_TIMEOUT = 5.0
+EXIT_WAIT = 10.0
 
 
 class Hold(abc.ABC):
@@ -24,7 +29,18 @@ class Hold(abc.ABC):
 
     @abc.abstractmethod
     def release(self) -> None:
-        """Close its stdin and let it exit."""
+        """Close its stdin and wait (a bounded while) for it to exit."""
+
+    def alive(self) -> bool:
+        """Whether it still runs on a standing link (asks nothing of the box).
+
+        A hold that cannot tell says yes; a reconnect (Target.generation) still shows a loss.
+        """
+        return True
+
+    def send(self, line: str) -> bool:
+        """Write one line to its stdin; False if it cannot be reached (or cannot be written)."""
+        return False
 
 
 def _refused(command: str, code: int | None, out: str, err: str, started: float) -> Result:
@@ -53,11 +69,30 @@ class LocalHold(Hold):
     def __init__(self, process: subprocess.Popen[bytes]) -> None:
         self._process = process
 
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    def send(self, line: str) -> bool:
+        stream = self._process.stdin
+        if stream is None or stream.closed or not self.alive():
+            return False
+        try:
+            stream.write(line.encode() + b"\n")
+            stream.flush()
+        except OSError:
+            return False
+        return True
+
     def release(self) -> None:
         if self._process.stdin is not None:
-            self._process.stdin.close()
+            with contextlib.suppress(OSError):  # a pipe the command no longer reads
+                self._process.stdin.close()
         try:
-            self._process.wait(timeout=10)
+            self._process.wait(timeout=EXIT_WAIT)
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
@@ -98,12 +133,29 @@ class ChannelHold(Hold):
     def __init__(self, channel: paramiko.Channel) -> None:
         self._channel = channel
 
+    def alive(self) -> bool:
+        """False once the command exited or the channel closed (a dropped link closes it)."""
+        return not self._channel.exit_status_ready()
+
+    def send(self, line: str) -> bool:
+        if not self.alive():
+            return False
+        try:
+            self._channel.settimeout(SEND_TIMEOUT)
+            self._channel.sendall(line.encode() + b"\n")
+        except LINK_ERRORS:
+            return False
+        return True
+
     def release(self) -> None:
         try:
             self._channel.shutdown_write()
-            self._channel.close()
-        except (OSError, EOFError, paramiko.SSHException):
-            pass  # the link is already gone, and with it the holder
+            self._channel.status_event.wait(EXIT_WAIT)  # set at once if the link is gone
+        except LINK_ERRORS:
+            pass  # the link is already gone
+        finally:
+            with contextlib.suppress(*LINK_ERRORS):
+                self._channel.close()
 
 
 def hold_channel(
@@ -113,7 +165,7 @@ def hold_channel(
     started = time.monotonic()
     try:
         channel = transport.open_session(timeout=timeout)
-    except (TimeoutError, OSError, EOFError, paramiko.SSHException) as exc:
+    except LINK_ERRORS as exc:
         return _lost(command, started, exc)
     try:
         channel.settimeout(timeout)
@@ -124,7 +176,7 @@ def hold_channel(
             if not chunk:
                 break
             line += chunk
-    except (TimeoutError, OSError, EOFError, paramiko.SSHException) as exc:
+    except LINK_ERRORS as exc:
         channel.close()  # never leave a holder waiting on the box to take the lock later
         return _lost(command, started, exc)
     if first_line(line) == ready:

@@ -1,4 +1,4 @@
-"""The box's own memory of a run: the lock, the on-box journal, and the baseline.
+"""The box's own memory of a run: the on-box journal and the baseline (the lock: lock.py).
 
 All of it lives under `<stack>/.gate/` (mode 0700) so that a runner killed with SIGKILL
 leaves a box that the next run recognises: `state.json` says `dirty` from the first
@@ -8,86 +8,20 @@ beside it, never only in the runner's memory.
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
-import socket
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gate.box import GATE_DIR, Box, Kind, answered
-from gate.errors import BoxLocked, PreflightError
-from gate.hold import Hold
+from gate.errors import PreflightError
 from gate.target import quote
 
-LOCK_FILE = f"{GATE_DIR}/lock"
-HOLDER_FILE = f"{GATE_DIR}/holder.json"
 JOURNAL_FILE = f"{GATE_DIR}/journal.jsonl"
 STATE_FILE = f"{GATE_DIR}/state.json"
 BASELINE_DIR = f"{GATE_DIR}/baseline"
 BASELINE_CONFIG = f"{BASELINE_DIR}/config.json"
-LOCK_CONFLICT = 75
-
-
-class BoxLock:
-    """An flock on the box held by a live command whose stdin is this run's lifeline.
-
-    The holder exits when its stdin closes, so a runner that dies for any reason (even
-    SIGKILL) drops the lock with its connection. `--check` takes it shared.
-    """
-
-    def __init__(self, box: Box, run_id: str, *, exclusive: bool) -> None:
-        self.box = box
-        self.run_id = run_id
-        self.exclusive = exclusive
-        self._hold: Hold | None = None
-
-    def acquire(self) -> None:
-        mode = "-x" if self.exclusive else "-s"
-        command = (
-            f"cd {quote(self.box.host.dir)} && exec flock -n -E {LOCK_CONFLICT} {mode} "
-            f"{LOCK_FILE} sh -c 'echo held; exec cat >/dev/null'"
-        )
-        held = self.box.target.hold(command, ready="held", timeout=15.0)
-        if isinstance(held, Hold):
-            self._hold = held
-            if self.exclusive:
-                self.box.write_file(
-                    HOLDER_FILE, json.dumps(holder_info(self.run_id)), kind=Kind.BOOKKEEPING
-                )
-            return
-        answered(held)
-        if held.exit_code == LOCK_CONFLICT:
-            raise BoxLocked(f"box {self.box.host.name} is locked by {self._holder()}")
-        raise PreflightError(f"could not take the box lock: {held.stderr.strip()[:200]}")
-
-    def _holder(self) -> str:
-        result = self.box.run(f"cat {HOLDER_FILE} 2>/dev/null", timeout=10)
-        try:
-            info = json.loads(result.stdout)
-            return (
-                f"run {info['run_id']} ({info['user']}@{info['runner']} pid {info['pid']}, "
-                f"since {info['started']})"
-            )
-        except (ValueError, KeyError, TypeError):
-            return "another run (a --check run, or one that left no holder record)"
-
-    def release(self) -> None:
-        if self._hold is not None:
-            self._hold.release()
-            self._hold = None
-
-
-def holder_info(run_id: str) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "user": getpass.getuser(),
-        "runner": socket.gethostname(),
-        "pid": os.getpid(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
 
 
 class Journal:

@@ -28,6 +28,7 @@ from gate.engine.results import write_manifest, write_results
 from gate.engine.run import Run, RunContext
 from gate.errors import BoxDirty, ExitCode, GateError, PreflightError, UsageError
 from gate.inventory import HostSpec, load_inventory_spec, local_spec, resolve_host
+from gate.lock import BoxLock
 from gate.matrix import validate_matrix
 from gate.observe import read_config
 from gate.options import Options, load_contract_file
@@ -36,12 +37,7 @@ from gate.redact import Redactor
 from gate.report import Console
 from gate.restore import restore_and_prove
 from gate.signals import Interrupted, process_guard
-from gate.snapshot import (
-    BoxLock,  # moving to gate.lock
-    Journal,
-    load_baseline,
-    read_state,
-)
+from gate.snapshot import Journal, load_baseline, read_state
 from gate.target import Target, quote, target_for
 
 REQUIRED_TOOLS = ("python3", "flock", "sha256sum", "cp", "mv", "cat")

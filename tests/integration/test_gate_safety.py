@@ -18,7 +18,7 @@ import pytest
 from harness import REPO, Box, install, kill_leftovers, run_gate, wait_for, write_inventory
 
 import gate
-from gate.snapshot import HOLDER_FILE, LOCK_FILE
+from gate.lock import HOLDER_FILE, LOCK_FILE
 from gate.testing.sshd import Sshd
 
 pytestmark = pytest.mark.slow

@@ -1,6 +1,6 @@
 """Signals at every point of a matrix run: the box is restored, exactly once, and the run
 exits 130 (SIGINT) or 143 (SIGTERM), never 0. SIGKILL leaves a box the next run refuses
-and `--recover` puts back and proves.
+(once the dead run's lock lapsed) and `--recover` puts back and proves.
 
 Signals are timed on the run's own events.jsonl (the command just finished), never on sleeps.
 """
@@ -38,6 +38,14 @@ RENDERED = "boxtool.py render"
 APPLIED = "stackctl apply -y"
 RESTORING = "cp -p .gate/baseline/config.json config.json"
 EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def lock_lapsed(box: Box, run_id: str) -> bool:
+    """The box journaled that the run's lock lapsed (its holder outlived the runner)."""
+    journal = box.path / ".gate" / "journal.jsonl"
+    lines = journal.read_text().splitlines() if journal.exists() else []
+    records = [json.loads(line) for line in lines]
+    return any(r["run_id"] == run_id and r["event"] == "lock-lapsed" for r in records)
 
 
 def gate_state(box: Box) -> str:
@@ -233,7 +241,9 @@ def test_sigkill_leaves_a_dirty_box_that_is_refused_then_recovered_and_proven(
     running: Callable[..., Running],
     tmp_path: Path,
     request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("GATE_LOCK_GRACE", "1")  # the dead run's lock lapses 1 s after its end
     if transport == "local":
         flags = local(box)
     else:
@@ -244,13 +254,16 @@ def test_sigkill_leaves_a_dirty_box_that_is_refused_then_recovered_and_proven(
     gate.after(APPLIED)  # the scenario's config is applied: the box is mid-flight
     gate.proc.kill()
     assert gate.proc.wait(timeout=30) == -signal.SIGKILL
+    killed = GateRun(-signal.SIGKILL, gate.console, gate.out).run_dir.name
+    # its lock outlives it (a lost link looks the same from the box) until the grace lapses
+    wait_for(f"the lock of {killed} lapsed", lambda: lock_lapsed(box, killed), bool, timeout=60)
 
     assert gate_state(box) == "dirty"
     assert box.config()["pool"]["tier"] == "nano"
     assert (box.path / ".gate" / "baseline" / "config.json").is_file()
 
     refused = run_gate(*flags, "--scenario", SCENARIO, out=tmp_path / "refused")
-    assert refused.code == 4, refused.output  # 75 would mean the dead run's lock outlived it
+    assert refused.code == 4, refused.output  # 75: the dead run's lock outlived its grace
     assert "--recover" in refused.output
     assert not [e for e in refused.events if e["kind"] == "mutate"]
     assert gate_state(box) == "dirty"

@@ -178,7 +178,7 @@ class FakeStack:
         self._plant(dict(config) if config is not None else default_config())
         self.defects = Defects(**defects)
         self.target.on(re.compile(r"(?s).*"), self._shell)
-        self.target.on(re.compile(r"\bflock\b"), self._lock)
+        self.target.on(re.compile(r"\bflock\b|boxtool\.py (lock|lifeline) "), self._lock)
 
     # --- building and connecting ----------------------------------------------------------
 
@@ -284,12 +284,20 @@ class FakeStack:
         raise self.target.unexpected(self.target.calls[-1])
 
     def _lock(self, match: re.Match[str], stdin: str) -> Answer:
-        """The box lock through hold(): held, or flock's conflict code when `lock_busy`."""
+        """The box lock through hold(): held, or the conflict code when `lock_busy`; an
+        exclusive `boxtool lock` leaves holder.json as the real holder does."""
         if not self.target.calls[-1].held:
             return self._shell(match, stdin)
         if lost := self._dropped():
             return lost
-        return Reply(LOCK_BUSY) if self.lock_busy else Held()
+        if self.lock_busy:
+            return Reply(LOCK_BUSY)
+        words = shlex.split(self.target.calls[-1].command)
+        if match.group(1) == "lock" and "exclusive" in words:
+            run_id, _mode, grace, info = words[words.index("lock") + 1 :][:4]
+            holder = {**json.loads(info), "run_id": run_id, "grace": float(grace)}
+            self.files[".gate/holder.json"] = FakeFile(json.dumps(holder), "600")
+        return Held()
 
     # --- files ----------------------------------------------------------------------------
 

@@ -19,12 +19,12 @@ from gate.box import Box, Event, Kind
 from gate.capture import capture
 from gate.checks import CheckRecord, Verdict, check_secrets_kept, check_secrets_present
 from gate.errors import BoxLocked
+from gate.lock import BoxLock
 from gate.observe import read_config, read_fingerprints
 from gate.redact import Redactor
 from gate.snapshot import (
     BASELINE_CONFIG,
     Baseline,
-    BoxLock,
     Journal,
     config_sha256,
     read_state,
