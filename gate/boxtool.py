@@ -576,6 +576,19 @@ def dispatch(name: str, spec: dict[str, Any], args: list[str]) -> int:
             unlink_quietly(record)
 
 
+def cmd_quiesce(_spec: dict[str, Any], args: list[str]) -> int:
+    """Wait (up to TIMEOUT s) until no gate command is in flight here: after a reconnect, a
+    command the dropped link left running (an apply) must end before the run acts again."""
+    deadline = time.monotonic() + float(args[0])
+    while any_alive(INFLIGHT):
+        if time.monotonic() >= deadline:
+            print("busy", flush=True)
+            return 1
+        time.sleep(POLL_SECONDS)
+    print("quiet", flush=True)
+    return 0
+
+
 COMMANDS = {
     "fingerprint": cmd_fingerprint,
     "exec": cmd_exec,
@@ -587,8 +600,9 @@ COMMANDS = {
     "render": cmd_render,
     "lock": cmd_lock,
     "lifeline": cmd_lifeline,
+    "quiesce": cmd_quiesce,
 }
-UNTRACKED = {"lock", "lifeline"}  # they are the run's lifelines, not commands in flight
+UNTRACKED = {"lock", "lifeline", "quiesce"}  # lifelines and the wait, not commands in flight
 
 
 def main(argv: list[str]) -> int:

@@ -38,6 +38,8 @@ MAX_GRACE = 3600.0
 GRACE_ENV = "GATE_LOCK_GRACE"
 READY = "held"
 HOLD_TIMEOUT = 15.0
+QUIESCE_TIMEOUT = 620.0
+"""The longest gate command's deadline (an apply, 600 s) with a margin."""
 
 
 def lock_grace() -> float:
@@ -119,6 +121,7 @@ class BoxLock:
         held = self._hold_tool("lifeline", self.run_id)
         if isinstance(held, Hold):
             self._attach(held)
+            self._quiesce()
             return
         answered(held)
         why = (held.stdout or held.stderr).strip().splitlines()[:1] or [f"exit {held.exit_code}"]
@@ -127,6 +130,11 @@ class BoxLock:
             f"after a reconnect ({why[0].removeprefix('lost: ')[:200]}); nothing more is sent"
         )
         raise LockLost(self._lost)
+
+    def _quiesce(self) -> None:
+        """Let a command the dropped link left running on the box end before the next one
+        (bounded by the longest command deadline; boxtool exec kills at its deadline)."""
+        self.box.tool("quiesce", f"{QUIESCE_TIMEOUT:g}", timeout=QUIESCE_TIMEOUT + 5)
 
     def verify(self) -> None:
         """Before each command: a lost lock stops it, a lifeline that ended is re-proven."""

@@ -40,7 +40,7 @@ from gate.signals import Interrupted, process_guard
 from gate.snapshot import Journal, load_baseline, read_state
 from gate.target import Target, quote, target_for
 
-REQUIRED_TOOLS = ("python3", "flock", "sha256sum", "cp", "mv", "cat")
+REQUIRED_TOOLS = ("python3", "sha256sum", "cp", "mv", "cat")
 
 TargetFactory = Callable[[HostSpec, bool], Target]
 

@@ -278,6 +278,45 @@ def test_a_command_in_flight_keeps_the_lock_past_the_grace(stack: Path, locks: L
     assert not (stack / ".gate" / "inflight" / str(in_flight.pid)).exists()
 
 
+def test_quiesce_answers_quiet_only_once_the_command_in_flight_ended(
+    stack: Path, locks: Locks
+) -> None:
+    _lock, _ = locks("run-q")  # installs boxtool
+    go = stack / "go"
+    command = f"while [ ! -e {go} ]; do sleep 0.05; done"
+    in_flight = subprocess.Popen(
+        [sys.executable, ".gate/boxtool.py", "exec", "120", command], cwd=stack
+    )
+    try:
+        wait_for(
+            "the command registered in flight",
+            lambda: (stack / ".gate" / "inflight" / str(in_flight.pid)).exists(),
+            bool,
+        )
+        busy = subprocess.run(
+            [sys.executable, ".gate/boxtool.py", "quiesce", "0.3"],
+            cwd=stack,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert (busy.returncode, busy.stdout) == (1, "busy\n")
+        waiting = subprocess.Popen(
+            [sys.executable, ".gate/boxtool.py", "quiesce", "60"],
+            cwd=stack,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        go.touch()
+        out, _ = waiting.communicate(timeout=60)
+        assert (waiting.returncode, out) == (0, "quiet\n")
+        assert in_flight.wait(timeout=30) == 0
+    finally:
+        go.touch()
+        in_flight.wait(timeout=30)
+
+
 def test_lock_inputs_are_checked_before_anything_is_held(
     stack: Path, locks: Locks, monkeypatch: pytest.MonkeyPatch
 ) -> None:

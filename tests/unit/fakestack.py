@@ -383,6 +383,12 @@ class FakeStack:
     def _ok(self, match: re.Match[str], stdin: str) -> Reply:
         return Reply()
 
+    def _preflight(self, match: re.Match[str], stdin: str) -> Reply:
+        if shlex.split(match["dir"])[0] != self.dir:
+            return Reply(stdout="no-dir\n")
+        tools = match["tools"].split()
+        return Reply(stdout="".join(f"missing:{t}\n" for t in tools if t in self.missing_tools))
+
     def _tool_probe(self, match: re.Match[str], stdin: str) -> Reply:
         tools = match["tools"].split()
         return Reply(stdout="".join(f"{t}\n" for t in tools if t in self.missing_tools))
@@ -485,6 +491,10 @@ class FakeStack:
             k: boxtool.scrub(v, values) if isinstance(v, str) else v for k, v in answer.items()
         }
         return Reply(stdout=json.dumps(scrubbed) + "\n")
+
+    def _tool_quiesce(self, spec: Mapping[str, Any], args: list[str], stdin: str) -> Reply:
+        """No command of the fake is ever left running: the box is quiet at once."""
+        return Reply(stdout="quiet\n")
 
     def _tool_scheme(self, spec: Mapping[str, Any], args: list[str], stdin: str) -> Reply:
         host, port = args
@@ -728,8 +738,15 @@ def _tool_probe_pattern() -> re.Pattern[str]:
     )
 
 
+PREFLIGHT = re.compile(
+    r"^test -d (?P<dir>\S+) \|\| \{ echo no-dir; exit 0; \}; "
+    r'for t in (?P<tools>[^;]+); do command -v "\$t" >/dev/null \|\| echo "missing:\$t"; done$'
+)
+"""The engine's preflight probe (gate/engine/engine.py): fixed words only."""
+
 WHOLE: tuple[tuple[re.Pattern[str], Handler], ...] = (
     (_tool_probe_pattern(), FakeStack._tool_probe),
+    (PREFLIGHT, FakeStack._preflight),
 )
 """Commands answered as a whole, before and-or splitting (they hold `||` themselves)."""
 
@@ -776,5 +793,6 @@ TOOL_VERBS: dict[str, ToolVerb] = {
     "scrub": FakeStack._tool_scrub,
     "api": FakeStack._tool_api,
     "scheme": FakeStack._tool_scheme,
+    "quiesce": FakeStack._tool_quiesce,
 }
 """boxtool's verbs (`exec` never arrives: the double unwraps it and `_shell` scrubs)."""

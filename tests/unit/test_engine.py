@@ -183,6 +183,15 @@ def test_a_link_lost_for_good_is_inconclusive_and_answers_at_once(
     assert run.summary["counts"]["fail"] == 0, "a lost link was reported as a failed check"
 
 
+def test_a_box_without_a_needed_tool_is_exit_2_naming_it(contract: Path, tmp_path: Path) -> None:
+    stack = FakeStack()
+    stack.missing_tools = ["sha256sum"]
+    run = gate(stack, contract, tmp_path, check=True)
+    assert run.code == 2, run.console
+    assert "lacks needed tools: sha256sum" in run.console
+    assert not any(".gate/boxtool.py" in c for c in stack.target.commands), "installed anyway"
+
+
 def test_a_locked_box_is_75_naming_the_lock(contract: Path, tmp_path: Path) -> None:
     stack = FakeStack()
     stack.lock_busy = True

@@ -29,6 +29,7 @@ CONTRACT = StackContract(
 )
 LOCK = re.compile(r"boxtool\.py lock ")
 LIFELINE = re.compile(r"boxtool\.py lifeline ")
+QUIESCE = re.compile(r"boxtool\.py quiesce ")
 LOST = "lost: run run-1 holds no lock here (it lapsed or was released)\n"
 
 
@@ -36,6 +37,7 @@ def locked(target: ScriptedTarget) -> tuple[Box, BoxLock, list[Event]]:
     """A box over `target` whose lock run-1 holds (exclusive, 5 s grace)."""
     target.on(LOCK, Held())
     target.on("echo hi", Reply(stdout="hi\n"))
+    target.on(QUIESCE, Reply(stdout="quiet\n"))
     events: list[Event] = []
     box = Box(
         target,
@@ -69,7 +71,13 @@ def test_a_reconnect_is_proven_before_the_next_command() -> None:
     assert box.run("echo hi").stdout == "hi\n"
 
     sent = [c.command.split(" ")[3] if c.held else c.command for c in target.calls]
-    assert sent == ["lock", "echo hi", "lifeline", "echo hi"]
+    assert sent == [
+        "lock",
+        "echo hi",
+        "lifeline",
+        "python3 .gate/boxtool.py quiesce 620",
+        "echo hi",
+    ]
     first, second = target.holds
     assert first.released and not second.released, "the dead lifeline was not let go"
 
