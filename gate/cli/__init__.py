@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 from gate.cli.flags import options_from
 from gate.cli.listing import list_plan
+from gate.cli.validation import validate
 from gate.engine.engine import TargetFactory, default_target, main
 from gate.errors import ExitCode, UsageError
 from gate.redact import Redactor
@@ -26,6 +27,7 @@ def run_cli(
         opts = options_from(raw)
         if opts.list_only:
             return list_plan(opts, sys.stdout)
+        validate(opts)
     except UsageError as exc:
         Console(Redactor(), stream).line(f"gate: {exc}", "bold red")
         return ExitCode.USAGE

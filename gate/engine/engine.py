@@ -21,14 +21,13 @@ from typing import Any, TextIO
 
 from gate.artifacts import Artifacts, new_run_id
 from gate.box import Box, answered
-from gate.cli.validation import validate
 from gate.contract import fit_contract
 from gate.engine.baseline import check_identity, refuse_dirty, take_baseline
 from gate.engine.results import write_manifest, write_results
 from gate.engine.run import Run, RunContext
 from gate.errors import BoxDirty, ExitCode, GateError, PreflightError, UsageError
 from gate.inventory import HostSpec, load_inventory_spec, local_spec, resolve_host
-from gate.lock import BoxLock
+from gate.lock import BoxLock, lock_grace
 from gate.matrix import validate_matrix
 from gate.observe import read_config
 from gate.options import Options, load_contract_file
@@ -52,24 +51,28 @@ def default_target(host: HostSpec, accept_new: bool) -> Target:
 def main(
     opts: Options, stream: TextIO | None = None, target: TargetFactory = default_target
 ) -> int:
-    """Validate everything, then run; the process exit code."""
+    """Load and check what the run needs, then run it; the process exit code.
+
+    The flags were validated by the CLI (gate/cli/); here the contract file, the phases,
+    the scenarios, the host and the lock grace are, still before anything is touched.
+    """
     guard = process_guard()
     redactor = Redactor()
     console = Console(redactor, stream)
     try:
-        validate(opts)
         contract_file = load_contract_file(opts.matrix_file)
         phases = tuple(select(opts))
         if any(p.flag is None for p in phases) and not opts.recover:
             validate_matrix(contract_file.matrix).select(opts.scenarios)
         host = resolve(opts)
+        grace = lock_grace()
     except UsageError as exc:
         console.line(f"gate: {exc}", "bold red")
         return ExitCode.USAGE
     if guard.first is not None:
         console.line(f"gate: {Interrupted(guard.first)} before the run began: nothing touched")
         return Interrupted(guard.first).exit_code
-    ctx = RunContext(opts, contract_file, host, new_run_id(), phases)
+    ctx = RunContext(opts, contract_file, host, new_run_id(), phases, grace)
     run = Run(ctx, console, Artifacts(opts.out, ctx.run_id, redactor), guard)
     return Engine(run, target).execute()
 
@@ -134,7 +137,7 @@ class Engine:
             )
             write_manifest(run, target.name, preflight(box))
             exclusive = self.ctx.mutates or self.ctx.opts.recover
-            lock = BoxLock(box, self.ctx.run_id, exclusive=exclusive)
+            lock = BoxLock(box, self.ctx.run_id, exclusive=exclusive, grace=self.ctx.lock_grace)
             lock.acquire()
             try:
                 run.attach(box, Journal(box, self.ctx.run_id, self.ctx.opts.mode))

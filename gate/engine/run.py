@@ -31,6 +31,7 @@ class RunContext:
     host: HostSpec
     run_id: str
     phases: tuple[Phase, ...]
+    lock_grace: float
 
     @property
     def facts(self) -> Mapping[str, str]:

@@ -109,6 +109,14 @@ def test_out_under_a_regular_file(tmp_path: Path, box_dir: Path) -> None:
     assert f"--out {out}: {blocker} is not a directory" in line
 
 
+def test_a_bad_lock_grace_is_refused_before_anything_is_touched(
+    tmp_path: Path, box_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GATE_LOCK_GRACE", "soon")
+    line = usage_error(tmp_path, box_dir, local=True, dir=str(box_dir), check=True)
+    assert "GATE_LOCK_GRACE='soon': give seconds" in line
+
+
 def test_check_with_scenario(tmp_path: Path, box_dir: Path) -> None:
     line = usage_error(
         tmp_path, box_dir, local=True, dir=str(box_dir), check=True, scenario=["local-defaults"]
