@@ -20,6 +20,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from gate.box import BOXTOOL, GATE_DIR, Box, answered
@@ -42,9 +43,9 @@ QUIESCE_TIMEOUT = 620.0
 """The longest gate command's deadline (an apply, 600 s) with a margin."""
 
 
-def lock_grace() -> float:
+def lock_grace(environ: Mapping[str, str] = os.environ) -> float:
     """The grace every run's lock gets: $GATE_LOCK_GRACE (seconds) if set, else 30 s."""
-    raw = os.environ.get(GRACE_ENV, "").strip()
+    raw = environ.get(GRACE_ENV, "").strip()
     if not raw:
         return DEFAULT_GRACE
     try:

@@ -49,6 +49,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
 
 # --- gate against real sample-stack boxes ----------------------------------------------------
 
+import harness  # noqa: E402
 from harness import Box, install, kill_leftovers, write_inventory  # noqa: E402
 
 
@@ -73,6 +74,14 @@ def make_stack_box(tmp_path: Path) -> Iterator[Callable[..., Box]]:
     for box in boxes:
         box.ctl("down")
         kill_leftovers(box.path)
+
+
+@pytest.fixture
+def short_lock_grace() -> Iterator[None]:
+    """Gate runs started by this test get a 1 s lock grace (a killed run's lock lapses fast)."""
+    harness.EXTRA_ENV["GATE_LOCK_GRACE"] = "1"
+    yield
+    harness.EXTRA_ENV.pop("GATE_LOCK_GRACE", None)
 
 
 @pytest.fixture

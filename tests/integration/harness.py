@@ -83,9 +83,16 @@ def gate_command(*args: str, out: Path) -> list[str]:
     return [sys.executable, "-m", "invoke", "gate", *args, "--out", str(out)]
 
 
+EXTRA_ENV: dict[str, str] = {}
+"""Variables every gate run of a test gets (see the short_lock_grace fixture). Tests never
+change os.environ itself: a thread forking meanwhile (the stack tests' reaper) can read a
+half-changed environment and fail with EFAULT."""
+
+
 def gate_env() -> dict[str, str]:
     env = dict(os.environ)
     env["NO_COLOR"] = "1"
+    env.update(EXTRA_ENV)
     return env
 
 

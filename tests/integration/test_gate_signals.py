@@ -241,9 +241,8 @@ def test_sigkill_leaves_a_dirty_box_that_is_refused_then_recovered_and_proven(
     running: Callable[..., Running],
     tmp_path: Path,
     request: pytest.FixtureRequest,
-    monkeypatch: pytest.MonkeyPatch,
+    short_lock_grace: None,  # the dead run's lock lapses 1 s after its end
 ) -> None:
-    monkeypatch.setenv("GATE_LOCK_GRACE", "1")  # the dead run's lock lapses 1 s after its end
     if transport == "local":
         flags = local(box)
     else:

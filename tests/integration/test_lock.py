@@ -317,9 +317,7 @@ def test_quiesce_answers_quiet_only_once_the_command_in_flight_ended(
         in_flight.wait(timeout=30)
 
 
-def test_lock_inputs_are_checked_before_anything_is_held(
-    stack: Path, locks: Locks, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_lock_inputs_are_checked_before_anything_is_held(stack: Path, locks: Locks) -> None:
     locks("run-a")  # boxtool installed
     tool = [sys.executable, ".gate/boxtool.py"]
     for args in (["lock", "../x", "exclusive", "5"], ["lock", "r", "both", "5"]):
@@ -331,13 +329,10 @@ def test_lock_inputs_are_checked_before_anything_is_held(
     assert lost.stdout.startswith("lost: run nobody holds no lock here")
     assert not lock_is_held(stack)
 
-    monkeypatch.setenv("GATE_LOCK_GRACE", "soon")
     with pytest.raises(UsageError, match="GATE_LOCK_GRACE='soon'"):
-        lock_grace()
-    monkeypatch.setenv("GATE_LOCK_GRACE", "2.5")
-    assert lock_grace() == 2.5
-    monkeypatch.delenv("GATE_LOCK_GRACE")
-    assert lock_grace() == 30.0
+        lock_grace({"GATE_LOCK_GRACE": "soon"})
+    assert lock_grace({"GATE_LOCK_GRACE": "2.5"}) == 2.5
+    assert lock_grace({}) == 30.0
 
 
 # --- the reproduction: a dropped link must not let a second run in -------------------------
@@ -438,9 +433,8 @@ def test_a_run_whose_lock_lapsed_sends_nothing_more_and_leaves_the_journal(
     stack_box: StackBox,
     sshd_factory: Callable[[], Sshd],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    short_lock_grace: None,
 ) -> None:
-    monkeypatch.setenv("GATE_LOCK_GRACE", "1")
     server = sshd_factory()
     flags = ssh_args(server, stack_box, tmp_path / "inventory")
     out = tmp_path / "first"

@@ -109,14 +109,6 @@ def test_out_under_a_regular_file(tmp_path: Path, box_dir: Path) -> None:
     assert f"--out {out}: {blocker} is not a directory" in line
 
 
-def test_a_bad_lock_grace_is_refused_before_anything_is_touched(
-    tmp_path: Path, box_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("GATE_LOCK_GRACE", "soon")
-    line = usage_error(tmp_path, box_dir, local=True, dir=str(box_dir), check=True)
-    assert "GATE_LOCK_GRACE='soon': give seconds" in line
-
-
 def test_check_with_scenario(tmp_path: Path, box_dir: Path) -> None:
     line = usage_error(
         tmp_path, box_dir, local=True, dir=str(box_dir), check=True, scenario=["local-defaults"]
@@ -154,7 +146,7 @@ def test_list_without_contract_is_a_usage_error(tmp_path: Path, box_dir: Path) -
 # --- as a user types it ------------------------------------------------------------------
 
 
-def invoke_gate(*args: str) -> subprocess.CompletedProcess[str]:
+def invoke_gate(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "invoke", "gate", *args],
         cwd=REPO,
@@ -162,7 +154,7 @@ def invoke_gate(*args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
         stdin=subprocess.DEVNULL,
-        env={**os.environ, "NO_COLOR": "1"},
+        env={**os.environ, "NO_COLOR": "1", **(env or {})},
         check=False,
     )
 
@@ -182,6 +174,27 @@ def test_unknown_flag_from_the_command_line(tmp_path: Path, box_dir: Path) -> No
     done = invoke_gate("--local", "--dir", str(box_dir), "--bogus", "--out", str(tmp_path / "r"))
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.strip().splitlines() == ["gate: No idea what '--bogus' is!"]
+    assert list(box_dir.iterdir()) == []
+
+
+def test_a_bad_lock_grace_is_refused_before_anything_is_touched(
+    tmp_path: Path, box_dir: Path
+) -> None:
+    out = tmp_path / "results"
+    done = invoke_gate(
+        "--local",
+        "--dir",
+        str(box_dir),
+        "--check",
+        "--out",
+        str(out),
+        env={"GATE_LOCK_GRACE": "soon"},
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "gate: GATE_LOCK_GRACE='soon': give seconds, more than 0 and at most 3600"
+    ]
+    assert not out.exists()
     assert list(box_dir.iterdir()) == []
 
 
