@@ -21,6 +21,7 @@ sysdeps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; }
 	@command -v flock >/dev/null || { apt-get update -qq && apt-get install -y -qq util-linux >/dev/null; }
 	@command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
+	@examples/kvfront/install.sh --deps-only  # nginx, redis-server, redis-tools, webdis (tests/daemons)
 
 lint: bootstrap
 	$(BIN)/ruff check gate tests tasks.py matrix.py examples scripts
