@@ -55,6 +55,7 @@ class Box:
         contract: StackContract,
         record: Recorder,
         checkpoint: Callable[[], None] = lambda: None,
+        run_id: str = "",
     ) -> None:
         self.target = target
         self.checkpoint = checkpoint
@@ -62,6 +63,8 @@ class Box:
         self.contract = contract
         self._record = record
         self._tool_ready = False
+        self.spec_path = f"{GATE_DIR}/spec-{run_id}.json" if run_id else f"{GATE_DIR}/spec.json"
+        """This run's boxtool spec: its own file, so no other run can change it."""
         self._generation = target.generation
         self.reconnected: Callable[[], None] = lambda: None
         """Called after a dropped link is re-established, before the next command is sent."""
@@ -84,7 +87,7 @@ class Box:
         self._ensure_link()
         sent = command
         if scrub and self._tool_ready and stdin is None:
-            sent = f"python3 {BOXTOOL} exec {timeout:g} {quote(command)}"
+            sent = f"{self.boxtool} exec {timeout:g} {quote(command)}"
         if in_dir:
             sent = f"cd {quote(self.host.dir)} && {sent}"
         result = self.target.run(sent, timeout=timeout + 5, stdin=stdin)
@@ -114,7 +117,7 @@ class Box:
     ) -> Result:
         """boxtool on the box: it does its own scrubbing."""
         return self.run(
-            f"python3 {BOXTOOL} {quote(*args)}",
+            f"{self.boxtool} {quote(*args)}",
             kind=kind,
             timeout=timeout,
             stdin=stdin,
@@ -136,12 +139,21 @@ class Box:
             f"{command} && mv -f {quote(tmp)} {quote(path)}", kind=kind, stdin=text, scrub=False
         )
 
+    def remove_spec(self) -> None:
+        """Take this run's spec off the box when it ends (bookkeeping, best effort)."""
+        self.run(f"rm -f {quote(self.spec_path)}", kind=Kind.BOOKKEEPING, scrub=False)
+
+    @property
+    def boxtool(self) -> str:
+        """How to call boxtool on the box for this run (its spec named, never a secret)."""
+        return f"GATE_SPEC={quote(self.spec_path)} python3 {BOXTOOL}"
+
     def install_tool(self) -> None:
         """Upload boxtool and its non-secret spec into .gate/ (mode 0700)."""
         answered(self.run(f"mkdir -p {GATE_DIR} && chmod 700 {GATE_DIR}", kind=Kind.BOOKKEEPING))
         source = resources.files("gate").joinpath("boxtool.py").read_text(encoding="utf-8")
         answered(self.write_file(BOXTOOL, source, kind=Kind.BOOKKEEPING))
-        answered(self.write_file(f"{GATE_DIR}/spec.json", self._spec(), kind=Kind.BOOKKEEPING))
+        answered(self.write_file(self.spec_path, self._spec(), kind=Kind.BOOKKEEPING))
         self._tool_ready = True
 
     def _spec(self) -> str:

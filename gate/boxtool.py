@@ -38,7 +38,9 @@ _BEARER = re.compile(r"(?i)(\bbearer\s+)[^\s\"']+")
 
 
 def load_spec() -> dict[str, Any]:
-    with open(SPEC_PATH, encoding="utf-8") as handle:
+    """This run's spec: $GATE_SPEC names it (each run has its own, so a run refused at the
+    lock cannot change what another run scrubs and fingerprints)."""
+    with open(os.environ.get("GATE_SPEC") or SPEC_PATH, encoding="utf-8") as handle:
         spec: dict[str, Any] = json.load(handle)
     return spec
 
@@ -609,7 +611,8 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in COMMANDS:
         print(f"boxtool: usage: {' | '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    return dispatch(argv[0], load_spec(), argv[1:])
+    spec = {} if argv[0] in UNTRACKED else load_spec()  # the lock needs no spec
+    return dispatch(argv[0], spec, argv[1:])
 
 
 if __name__ == "__main__":

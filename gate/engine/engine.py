@@ -13,6 +13,7 @@ main(options) -> exit code
 
 from __future__ import annotations
 
+import contextlib
 import json
 import traceback
 from collections.abc import Callable
@@ -134,6 +135,7 @@ class Engine:
                 self.ctx.contract_file.contract,
                 run.artifacts.record_event,
                 run.guard.checkpoint,
+                run_id=self.ctx.run_id,
             )
             write_manifest(run, target.name, preflight(box))
             exclusive = self.ctx.mutates or self.ctx.opts.recover
@@ -145,6 +147,8 @@ class Engine:
                 self._phases()
                 run.journal_note("end", verdict=str(run.ledger.verdict()))
             finally:
+                with run.guard.shielded(), contextlib.suppress(GateError):
+                    box.remove_spec()
                 lock.release()
 
     def _phases(self) -> None:

@@ -121,7 +121,7 @@ def compile_pattern(pattern: Pattern) -> re.Pattern[str]:
 
 _WORD = r"(?:[^\s'\"\\]|'[^']*'|\"[^\"]*\")+"
 _CD = re.compile(rf"cd ({_WORD}) && ")
-_EXEC = re.compile(rf"python3 {re.escape(BOXTOOL)} exec (\S+) (.+)", re.DOTALL)
+_EXEC = re.compile(rf"(?:GATE_SPEC=\S+ )?python3 {re.escape(BOXTOOL)} exec (\S+) (.+)", re.DOTALL)
 
 
 def unwrap(raw: str) -> tuple[str, str | None, bool]:

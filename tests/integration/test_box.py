@@ -6,6 +6,7 @@ prove what leaves the box and what does not.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -137,3 +138,24 @@ def test_every_command_is_journaled_with_its_kind(box: tuple[Box, list[Event], P
     assert events[-1].command == "true"
     mode = (Path(session.host.dir) / ".gate").stat().st_mode & 0o777
     assert mode == 0o700
+
+
+def test_each_run_scrubs_with_its_own_spec_whatever_another_run_installs(
+    box: tuple[Box, list[Event], Path],
+) -> None:
+    """A run refused at the lock still installs boxtool; it must not change this run's spec."""
+    _fixture_box, _events, stack = box
+    blind = dataclasses.replace(CONTRACT, secrets=Secrets(env_keys=("NO_SUCH_*",)))
+    mine_with_id = Box(LocalTarget(), local_spec(str(stack)), CONTRACT, [].append, run_id="a")
+    other = Box(LocalTarget(), local_spec(str(stack)), blind, [].append, run_id="b")
+    mine_with_id.install_tool()
+    other.install_tool()  # after mine: the later writer must not win
+    assert mine_with_id.spec_path != other.spec_path
+    said = mine_with_id.run(f"echo {TOKEN} {PASSWORD}")
+    assert TOKEN not in said.stdout and PASSWORD not in said.stdout, said.stdout
+    assert other.run(f"echo {TOKEN}").stdout.strip() == TOKEN  # its own (blind) spec
+    prints = mine_with_id.tool_json("fingerprint")
+    assert set(prints["env"]) == {"API_TOKEN", "DB_PASSWORD"}
+    mine_with_id.remove_spec()
+    assert not (stack / mine_with_id.spec_path).exists()
+    assert (stack / other.spec_path).exists()

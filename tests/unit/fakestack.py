@@ -247,7 +247,7 @@ class FakeStack:
             return lost
         if call.directory is not None and call.directory != self.dir:
             return Reply(2, stderr=f"sh: cd: can't cd to {call.directory}\n")
-        if call.scrubbed and ".gate/spec.json" not in self.files:
+        if call.scrubbed and self._spec_path() not in self.files:
             return Reply(1, stderr="boxtool: FileNotFoundError: .gate/spec.json\n")
         reply = self._and_or(call.command, stdin)
         if call.scrubbed:
@@ -395,8 +395,13 @@ class FakeStack:
 
     # --- boxtool --------------------------------------------------------------------------
 
+    def _spec_path(self) -> str:
+        """The spec the command names (GATE_SPEC=...), as boxtool finds it."""
+        named = re.search(r"GATE_SPEC=(\S+)", self.target.calls[-1].raw)
+        return shlex.split(named.group(1))[0] if named else ".gate/spec.json"
+
     def _spec(self) -> dict[str, Any] | None:
-        spec = self.files.get(".gate/spec.json")
+        spec = self.files.get(self._spec_path())
         return json.loads(spec.text) if spec else None
 
     def _secret_env(self, spec: Mapping[str, Any]) -> dict[str, str]:
@@ -765,7 +770,7 @@ HANDLERS: tuple[tuple[re.Pattern[str], Handler], ...] = tuple(
         (rf"test -d {_P}", FakeStack._test_dir),
         (r"echo (?P<words>.*)", FakeStack._echo),
         (rf"sha256sum {_P}", FakeStack._sha256sum),
-        (r"python3 \.gate/boxtool\.py (?P<args>.+)", FakeStack._boxtool),
+        (r"(?:GATE_SPEC=\S+ )?python3 \.gate/boxtool\.py (?P<args>.+)", FakeStack._boxtool),
         (rf"{re.escape(CONTROL)} (?P<args>.+)", FakeStack._stackctl),
     )
 )

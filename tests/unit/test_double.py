@@ -85,7 +85,9 @@ def test_a_rule_written_for_the_inner_command_answers_box_wrapped_commands(
     assert result.ok and result.stdout == '{"ok": 1}'
     call = target.calls[-1]
     assert call.command == "./stackctl status --json"
-    assert call.raw.startswith(f"cd {quote(DIR)} && python3 .gate/boxtool.py exec ")
+    assert call.raw.startswith(
+        f"cd {quote(DIR)} && GATE_SPEC=.gate/spec.json python3 .gate/boxtool.py exec "
+    )
     assert call.directory == DIR and call.scrubbed
 
 
@@ -107,7 +109,7 @@ def test_a_regex_rule_hands_its_match_and_stdin_to_a_responder(target: ScriptedT
         seen.append((match["verb"], stdin))
         return Reply(stdout=match["verb"].upper())
 
-    target.on(re.compile(r"^python3 \S+ (?P<verb>\w+)"), respond)
+    target.on(re.compile(r"^GATE_SPEC=\S+ python3 \S+ (?P<verb>\w+)"), respond)
     result = make_box(target).tool("render", "a", "b", stdin='{"x": 1}')
     assert result.stdout == "RENDER"
     assert seen == [("render", '{"x": 1}')]

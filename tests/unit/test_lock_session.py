@@ -75,7 +75,7 @@ def test_a_reconnect_is_proven_before_the_next_command() -> None:
         "lock",
         "echo hi",
         "lifeline",
-        "python3 .gate/boxtool.py quiesce 620",
+        "GATE_SPEC=.gate/spec.json python3 .gate/boxtool.py quiesce 620",
         "echo hi",
     ]
     first, second = target.holds
