@@ -363,6 +363,10 @@ class FakeStack:
             self._config_copied = dest == "config.json"
         return reply
 
+    def _rm(self, match: re.Match[str], stdin: str) -> Reply:
+        self.files.pop(self._rel(self._path(match["path"])), None)
+        return Reply()
+
     def _mkdir(self, match: re.Match[str], stdin: str) -> Reply:
         path = PurePosixPath(self._path(match["path"]))
         self.dirs.update(str(p) for p in [path, *path.parents])
@@ -767,6 +771,7 @@ HANDLERS: tuple[tuple[re.Pattern[str], Handler], ...] = tuple(
         (r"mv -f (?P<src>\S+) (?P<dst>\S+)", FakeStack._mv),
         (r"cp -p (?P<src>\S+) (?P<dst>\S+)", FakeStack._cp),
         (rf"mkdir -p {_P}", FakeStack._mkdir),
+        (rf"rm -f {_P}", FakeStack._rm),
         (rf"test -d {_P}", FakeStack._test_dir),
         (r"echo (?P<words>.*)", FakeStack._echo),
         (rf"sha256sum {_P}", FakeStack._sha256sum),

@@ -236,6 +236,9 @@ def test_one_scenario_is_applied_then_restored_and_proven(contract: Path, tmp_pa
     assert stack.files["config.json"].text == before
     assert json.loads(stack.files[".gate/state.json"].text)["state"] == "clean"
     assert run.verdict("restore: check: api: pool tier matches pool.tier") == "pass"
+    written = [c.raw for c in stack.target.calls if "spec-" in c.raw]
+    assert written, "the run's own spec was never used"
+    assert not [f for f in stack.files if f.startswith(".gate/spec-")], "the spec was left"
 
 
 def test_an_unhealthy_box_is_a_failed_check_and_is_not_touched(
