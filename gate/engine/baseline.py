@@ -8,7 +8,9 @@ refused with the command that names the right one.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gate.battery import battery
@@ -41,19 +43,37 @@ def refuse_dirty(run: Run) -> None:
     state = read_state(run.box)
     if state.get("state") == "clean":
         return
-    hint = recover_hint(run)
     raise BoxDirty(
         f"box {run.ctx.host.name} was left {state.get('state')} by run "
         f"{state.get('run_id', '?')} (phase {state.get('phase', '?')}); its baseline is kept "
-        f"on the box: run `{hint}`"
+        f"on the box: {recover_advice(run)}"
     )
 
 
-def recover_hint(run: Run) -> str:
-    """`--recover` for this box, under the contract its baseline was taken with."""
+def recover_advice(run: Run) -> str:
+    """How to recover this box, under the contract its baseline was taken with."""
     baseline = load_baseline(run.box)
-    recorded = dict(baseline.contract) if baseline else {}
-    return run.hint("--recover", matrix=_matrix_for(run, recorded))
+    return _advice(run, dict(baseline.contract) if baseline else {})
+
+
+def _advice(run: Run, recorded: dict[str, str]) -> str:
+    """`run `...`` with a command that works as printed, or what must be put back first.
+
+    A contract file edited in place since the baseline cannot be named by a command: the
+    advice says which bytes (sha256) to put back instead of printing a hint that loops.
+    """
+    mine = run.ctx.contract_file
+    wanted = recorded.get("sha256")
+    if not recorded or wanted == mine.sha256:
+        return f"run `{run.hint('--recover')}`"
+    path = Path(recorded.get("file", ""))
+    hint = run.hint("--recover", matrix=str(path))
+    if path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == wanted:
+        return f"run `{hint}`"
+    return (
+        f"its contract file {path} changed since the baseline (sha256 {str(wanted)[:12]} "
+        f"then): put that version back (e.g. from version control), then run `{hint}`"
+    )
 
 
 def check_identity(run: Run, baseline: Baseline, doing: str) -> None:
@@ -62,20 +82,12 @@ def check_identity(run: Run, baseline: Baseline, doing: str) -> None:
     mine = run.ctx.contract_file.identity
     if not recorded or recorded.get("sha256") == mine["sha256"]:
         return
-    hint = run.hint("--recover", matrix=_matrix_for(run, recorded))
     raise UsageError(
         f"cannot {doing}: the box's baseline was taken under contract "
         f"{recorded.get('name')!r} ({recorded.get('file')}, sha256 "
         f"{str(recorded.get('sha256'))[:12]}), not {mine['name']!r} ({mine['file']}, sha256 "
-        f"{mine['sha256'][:12]}): run `{hint}`"
+        f"{mine['sha256'][:12]}): {_advice(run, recorded)}"
     )
-
-
-def _matrix_for(run: Run, recorded: dict[str, str]) -> str | None:
-    """The --matrix a hint needs: this run's unless the baseline names another file."""
-    if not recorded or recorded.get("sha256") == run.ctx.contract_file.sha256:
-        return None
-    return recorded.get("file")
 
 
 def take_baseline(run: Run) -> Baseline | None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from gate.battery import battery
 from gate.capture import capture
 from gate.checks import CheckRecord, Reading, Verdict, check_secrets_present
-from gate.engine.baseline import recover_hint
+from gate.engine.baseline import recover_advice
 from gate.errors import PreflightError
 from gate.observe import read_config, read_fingerprints
 from gate.options import Flag
@@ -30,8 +30,8 @@ class CheckPhase(Phase):
         box = run.box
         run.console.phase("baseline", "config hash and secret fingerprints, computed on the box")
         state = read_state(box)
-        hint = recover_hint(run) if state.get("state") != "clean" else ""
-        run.add(check_clean_state(state, hint))
+        advice = recover_advice(run) if state.get("state") != "clean" else ""
+        run.add(check_clean_state(state, advice))
         cfg = read_config(box)
         if not cfg.usable or cfg.value is None:
             raise cfg.lost if cfg.lost is not None else PreflightError(cfg.error)
@@ -50,13 +50,13 @@ def _count(prints: Reading[Any]) -> int:
     return sum(len(v) for v in (prints.value or {}).values())
 
 
-def check_clean_state(state: Mapping[str, Any], recover_hint: str) -> CheckRecord:
+def check_clean_state(state: Mapping[str, Any], recover_advice: str) -> CheckRecord:
     """No earlier run left the box mid-flight (its on-box state says clean)."""
     name = "box: not left dirty by an earlier run"
     if state.get("state") == "clean":
         return CheckRecord(name, Verdict.PASS, "clean", "clean", "on-box state is clean")
     evidence = (
         f"run {state.get('run_id', '?')} left it {state.get('state')} in phase "
-        f"{state.get('phase', '?')}; run `{recover_hint}`"
+        f"{state.get('phase', '?')}; {recover_advice}"
     )
     return CheckRecord(name, Verdict.FAIL, "clean", str(state.get("state")), evidence)

@@ -276,6 +276,23 @@ def test_a_dirty_box_is_refused_with_a_recover_hint_naming_every_flag(
     assert recovered.code == 0, recovered.console
 
 
+def test_a_contract_edited_since_the_baseline_says_to_put_it_back(
+    contract: Path, tmp_path: Path
+) -> None:
+    stack = FakeStack()
+    kept = gate(stack, contract, tmp_path / "kept", scenario=["main-secure-strict"], keep=True)
+    assert kept.code == 0, kept.console
+    original = contract.read_bytes()
+    contract.write_bytes(original + b"# edited in place\n")
+    refused = gate(stack, contract, tmp_path / "refused", recover=True)
+    assert refused.code == 2, refused.console
+    assert f"its contract file {contract} changed since the baseline" in refused.console
+    assert "put that version back" in refused.console
+    contract.write_bytes(original)
+    recovered = gate(stack, contract, tmp_path / "recovered", recover=True)
+    assert recovered.code == 0, recovered.console
+
+
 def test_a_settled_wrong_value_fails_on_the_first_read(real_windows: Path, tmp_path: Path) -> None:
     stack = FakeStack(wait_windows=None, api_overrides={"pool.tier": "main"})
     run = gate(stack, real_windows, tmp_path, scenario=["local-defaults"])
