@@ -16,8 +16,8 @@ DEFAULTS = {"inventory": Path("inventory"), "matrix": Path("matrix.py"), "out": 
 
 
 def gate_command(opts: Options, *extra: str, matrix: Path | str | None = None) -> str:
-    """`invoke gate` reaching this run's box, plus `extra` flags (e.g. `--recover`)."""
-    words = ["invoke", "gate", *_box_flags(opts)]
+    """The command reaching this run's box (as the user ran gate), plus `extra` flags."""
+    words = [*opts.program.split(), *_box_flags(opts)]
     contract = Path(matrix) if matrix is not None else opts.matrix_file
     words += _unless_default("--matrix", contract, DEFAULTS["matrix"])
     words += _unless_default("--out", opts.out, DEFAULTS["out"])

@@ -56,6 +56,8 @@ class Options:
     known_hosts: Path | None = None
     facts: dict[str, str] = field(default_factory=dict)
     phases: frozenset[str] = frozenset()
+    program: str = "invoke gate"
+    """How the user ran gate (`invoke gate` or the `gate` script): hints say the same."""
 
     @property
     def mode(self) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, TextIO
 
 from gate.cli.flags import options_from
@@ -20,11 +21,14 @@ from gate.report import Console
 
 
 def run_cli(
-    raw: Mapping[str, Any], stream: TextIO | None = None, target: TargetFactory = default_target
+    raw: Mapping[str, Any],
+    stream: TextIO | None = None,
+    target: TargetFactory = default_target,
+    program: str = "invoke gate",
 ) -> int:
     """The whole command: a usage error is one line and exit 2."""
     try:
-        opts = options_from(raw)
+        opts = replace(options_from(raw), program=program)
         if opts.list_only:
             return list_plan(opts, sys.stdout)
         validate(opts)

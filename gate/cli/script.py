@@ -39,4 +39,4 @@ def main() -> None:
     raw = vars(parser().parse_args())
     from gate.cli import run_cli
 
-    sys.exit(run_cli(raw))
+    sys.exit(run_cli(raw, program="gate"))

@@ -220,6 +220,25 @@ def test_invoke_help_lists_every_flag_of_the_table() -> None:
     assert not missing, f"invoke --help gate lacks {missing}"
 
 
+GATE_SCRIPT = Path(sys.executable).parent / "gate"
+
+
+def test_the_gate_script_takes_the_same_flags_and_exits_2_on_a_bad_one(
+    tmp_path: Path, box_dir: Path
+) -> None:
+    assert GATE_SCRIPT.is_file(), "pip install -e . did not install the gate script"
+    common = {"cwd": tmp_path, "capture_output": True, "text": True, "timeout": 60}
+    bad = subprocess.run([str(GATE_SCRIPT), "--local", "--dir", str(box_dir), "--bogus"], **common)
+    assert bad.returncode == 2, bad.stderr
+    assert bad.stderr.strip().splitlines() == ["gate: unrecognized arguments: --bogus"]
+    listed = subprocess.run(
+        [str(GATE_SCRIPT), "--list", "--matrix", str(REPO / "matrix.py")], **common
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "phases (in run order): check (--check), matrix (default, mutates)" in listed.stdout
+    assert list(box_dir.iterdir()) == []
+
+
 def test_list_prints_checks_scenarios_axes_and_coverage(tmp_path: Path) -> None:
     done = invoke_gate("--list", "--out", str(tmp_path / "results"))
     assert done.returncode == 0, done.stderr

@@ -85,12 +85,14 @@ class Outcome:
         return found[name]
 
 
-def gate(stack: FakeStack, contract: Path, tmp_path: Path, **flags: Any) -> Outcome:
+def gate(
+    stack: FakeStack, contract: Path, tmp_path: Path, program: str = "invoke gate", **flags: Any
+) -> Outcome:
     out = tmp_path / "results"
     raw = {"local": True, "dir": stack.dir, "matrix": str(contract), "out": str(out), **flags}
     raw = {k: v for k, v in raw.items() if v is not None}
     console = io.StringIO()
-    code = run_cli(raw, console, target=lambda _host, _accept: stack.target)
+    code = run_cli(raw, console, target=lambda _host, _accept: stack.target, program=program)
     stack.target.verify()
     return Outcome(code, console.getvalue(), out)
 
@@ -274,6 +276,15 @@ def test_a_dirty_box_is_refused_with_a_recover_hint_naming_every_flag(
     assert hint in refused.console, refused.console
     recovered = gate(stack, contract, tmp_path / "recovered", recover=True)
     assert recovered.code == 0, recovered.console
+
+
+def test_hints_name_the_program_the_user_ran(contract: Path, tmp_path: Path) -> None:
+    stack = FakeStack()
+    kept = gate(stack, contract, tmp_path, "gate", scenario=["local-defaults"], keep=True)
+    assert kept.code == 0, kept.console
+    assert f"Put it back with `gate --local --dir {stack.dir} --matrix " in kept.console
+    assert "reproduce: gate --local" in kept.console
+    assert "invoke gate" not in kept.console
 
 
 def test_a_contract_edited_since_the_baseline_says_to_put_it_back(
