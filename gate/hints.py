@@ -2,7 +2,8 @@
 
 A hint carries every flag that chose the box and the contract in this run (inventory,
 dir, control, known_hosts, matrix, out, workers, facts), so running it reaches the same
-box under the same contract, from the same working directory.
+box under the same contract, from the same working directory. A fact whose value holds a
+credential is never printed: the hint names a shell variable for it and says to set it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import shlex
 from pathlib import Path
 
 from gate.options import Options
+from gate.redact import redact
 
 DEFAULTS = {"inventory": Path("inventory"), "matrix": Path("matrix.py"), "out": Path("results")}
 
@@ -23,9 +25,22 @@ def gate_command(opts: Options, *extra: str, matrix: Path | str | None = None) -
     words += _unless_default("--out", opts.out, DEFAULTS["out"])
     if opts.workers is not None:
         words += ["--workers", str(opts.workers)]
+    text = shlex.join([*words, *extra])
+    secret = sorted(k for k, v in opts.facts.items() if redact(v) != v)
     for key, value in sorted(opts.facts.items()):
-        words += ["--fact", f"{key}={value}"]
-    return shlex.join([*words, *extra])
+        shown = (
+            f'"{key}=${{{fact_variable(key)}}}"' if key in secret else shlex.quote(f"{key}={value}")
+        )
+        text += f" --fact {shown}"
+    if secret:
+        names = ", ".join(fact_variable(k) for k in secret)
+        text += f"  # first set {names} to the value you gave (it holds a credential)"
+    return text
+
+
+def fact_variable(key: str) -> str:
+    """The shell variable a hint names for a fact whose value must never be printed."""
+    return "GATE_FACT_" + "".join(c if c.isalnum() else "_" for c in key.upper())
 
 
 def _box_flags(opts: Options) -> list[str]:

@@ -10,6 +10,7 @@ import io
 import json
 import os
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -285,6 +286,32 @@ def test_hints_name_the_program_the_user_ran(contract: Path, tmp_path: Path) -> 
     assert f"Put it back with `gate --local --dir {stack.dir} --matrix " in kept.console
     assert "reproduce: gate --local" in kept.console
     assert "invoke gate" not in kept.console
+
+
+def test_a_fact_holding_a_credential_is_named_by_a_variable_in_hints(
+    contract: Path, tmp_path: Path
+) -> None:
+    url = "http://gate:fact-canary-pw-91@127.0.0.1:1"
+    stack = FakeStack()
+    run = gate(
+        stack, contract, tmp_path, scenario=["local-defaults"], fact=[f"remote_node_url={url}"]
+    )
+    assert run.code == 0, run.console
+    assert "fact-canary-pw-91" not in run.console
+    (line,) = [ln for ln in run.console.splitlines() if "reproduce: " in ln]
+    hint = line.split("reproduce: ", 1)[1]
+    assert '--fact "remote_node_url=${GATE_FACT_REMOTE_NODE_URL}"' in hint, hint
+    assert hint.endswith(
+        "# first set GATE_FACT_REMOTE_NODE_URL to the value you gave (it holds a credential)"
+    )
+    echoed = subprocess.run(  # the hint as a shell reads it, with the variable set
+        ["bash", "-c", "printf '%s\\n' " + hint.split(" ", 1)[1]],
+        env={"GATE_FACT_REMOTE_NODE_URL": url, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert echoed[echoed.index("--fact") + 1] == f"remote_node_url={url}"
 
 
 def test_a_contract_edited_since_the_baseline_says_to_put_it_back(
