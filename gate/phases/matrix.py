@@ -23,7 +23,7 @@ from gate.errors import PreflightError
 from gate.matrix import Matrix, Scenario, check_paths, resolve_overrides, unmet, validate_matrix
 from gate.observe import read_config, read_fingerprints, read_status
 from gate.phases.base import Phase
-from gate.snapshot import BASELINE_CONFIG, Baseline
+from gate.snapshot import BASELINE_CONFIG, Baseline, write_state
 
 if TYPE_CHECKING:
     from gate.engine.run import Run
@@ -98,6 +98,7 @@ def run_scenario(run: Run, matrix: Matrix, scenario: Scenario, baseline: Baselin
     box = run.box
     run.console.phase(f"scenario {scenario.name}", scenario.note)
     run.journal_note("scenario", scenario=scenario.name)
+    write_state(box, "dirty", run.ctx.run_id, phase=f"matrix, scenario {scenario.name}")
     records: list[CheckRecord] = []
     cfg = apply_scenario(run, scenario, records)
     if cfg is not None:

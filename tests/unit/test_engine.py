@@ -273,6 +273,7 @@ def test_a_dirty_box_is_refused_with_a_recover_hint_naming_every_flag(
     assert kept.code == 0, kept.console
     refused = gate(stack, contract, tmp_path / "refused")
     assert refused.code == 4, refused.console
+    assert "(phase matrix, scenario main-secure-strict)" in refused.console
     hint = f"invoke gate --local --dir {stack.dir} --matrix {contract} --out "
     assert hint in refused.console, refused.console
     recovered = gate(stack, contract, tmp_path / "recovered", recover=True)
