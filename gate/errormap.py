@@ -9,6 +9,7 @@ Everything else in gate/ speaks only gate.errors.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import paramiko
@@ -25,6 +26,11 @@ LINK_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 _NO_AUTH = "No authentication methods available"
+
+# paramiko's transport thread logs a failed handshake's traceback (e.g. a reset during the
+# banner on a reconnect); with no handler Python prints it on stderr, into the console. The
+# failure itself reaches the gate as an exception and is mapped below.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 def connect_error(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
+import socket
+import struct
 import subprocess
 import threading
 import time
@@ -300,3 +303,30 @@ def test_fixture_fingerprint_matches_ssh_keyscan(sshd: Sshd) -> None:
         timeout=10,
     ).stdout
     assert sshd.host_public_key.split()[1] in scanned
+
+
+def test_a_connection_reset_in_the_handshake_is_unreachable_with_no_traceback(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """paramiko's own thread logs a traceback for this; none may reach the console."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+
+    def reset_every_connection() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = server.accept()
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()  # RST, not FIN
+
+    threading.Thread(target=reset_every_connection, daemon=True).start()
+    port = server.getsockname()[1]
+    target = SSHTarget("127.0.0.1", port=port, user="root", known_hosts=tmp_path / "kh")
+    try:
+        with pytest.raises(Unreachable, match=f"cannot connect to 127.0.0.1:{port}"):
+            target.open()
+    finally:
+        server.close()
+    printed = capfd.readouterr()
+    assert "Traceback" not in printed.err + printed.out, printed.err
