@@ -32,7 +32,7 @@ typecheck: bootstrap
 
 # Two workers, one test file each at a time: files that share a box keep it to themselves.
 test: bootstrap sysdeps lint typecheck
-	$(BIN)/pytest -q -n 2 --dist loadfile
+	$(BIN)/pytest -q -n 2 --dist loadfile --durations=15
 
 unit: bootstrap
 	$(BIN)/pytest -q tests/unit
