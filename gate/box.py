@@ -23,6 +23,9 @@ GATE_DIR = ".gate"
 TOOL_TIMEOUT = 124  # boxtool exec's exit code when it killed a command at its deadline
 TOOL_TIMEOUT_MARK = "boxtool: timed out after"
 BOXTOOL = f"{GATE_DIR}/boxtool.py"
+APPLY_TIMEOUT = 600.0
+"""The deadline of the stack's apply, the longest command gate sends (boxtool exec kills it
+there on the box)."""
 
 
 class Kind(enum.StrEnum):

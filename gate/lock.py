@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from gate.box import BOXTOOL, GATE_DIR, Box, answered
+from gate.box import APPLY_TIMEOUT, BOXTOOL, GATE_DIR, Box, answered
 from gate.errors import BoxLocked, LockLost, PreflightError, UsageError
 from gate.hold import Hold
 from gate.result import Result
@@ -39,8 +39,8 @@ MAX_GRACE = 3600.0
 GRACE_ENV = "GATE_LOCK_GRACE"
 READY = "held"
 HOLD_TIMEOUT = 15.0
-QUIESCE_TIMEOUT = 620.0
-"""The longest gate command's deadline (an apply, 600 s) with a margin."""
+QUIESCE_TIMEOUT = APPLY_TIMEOUT + 20
+"""The longest gate command's deadline (an apply) with a margin."""
 
 
 def lock_grace(environ: Mapping[str, str] = os.environ) -> float:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gate.battery import battery, wait_ready
-from gate.box import Box, Kind, answered
+from gate.box import APPLY_TIMEOUT, Box, Kind, answered
 from gate.checks import (
     CheckRecord,
     Verdict,
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
 READY_TIMEOUT = 180.0
 BATTERY = "restore: check: "
-APPLY_TIMEOUT = 600.0
 
 
 def restore_and_prove(run: Run, baseline: Baseline) -> None:
@@ -50,10 +49,15 @@ def restore_and_prove(run: Run, baseline: Baseline) -> None:
             proof += prove(run, baseline)
     except Unreachable as exc:
         raise BoxDirty(f"restore could not finish, the box is DIRTY: {exc}") from exc
+    failed = []
     for record in proof:
         record.phase = "restore"
+        if record.verdict is not Verdict.PASS:
+            if _binds(record, baseline):
+                failed.append(record.name)
+            else:
+                record.evidence += " (failed at the baseline too: not a restore defect)"
         run.add(record)
-    failed = [r.name for r in proof if r.verdict is not Verdict.PASS and _binds(r, baseline)]
     if failed:
         raise BoxDirty("restore NOT proven, the box is DIRTY: " + "; ".join(failed))
     write_state(box, "clean", run.ctx.run_id, phase="restored")
@@ -65,10 +69,7 @@ def _binds(record: CheckRecord, baseline: Baseline) -> bool:
     """Whether a failed proof record means dirty: a check failing at the baseline does not."""
     if not record.name.startswith(BATTERY):
         return True
-    if record.name.removeprefix(BATTERY) in baseline.passing:
-        return True
-    record.evidence = f"{record.evidence} (failed at the baseline too: not a restore defect)"
-    return False
+    return record.name.removeprefix(BATTERY) in baseline.passing
 
 
 def _applied(ok: bool, code: int | None) -> CheckRecord:

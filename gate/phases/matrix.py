@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import jmespath
 
 from gate.battery import battery, wait_ready
-from gate.box import Box, Kind, answered
+from gate.box import APPLY_TIMEOUT, Box, Kind, answered
 from gate.capture import capture
 from gate.checks import CheckRecord, Verdict, check_secrets_kept, service_states
 from gate.contract import Config, fit_contract
@@ -27,8 +27,6 @@ from gate.snapshot import BASELINE_CONFIG, Baseline, write_state
 
 if TYPE_CHECKING:
     from gate.engine.run import Run
-
-APPLY_TIMEOUT = 600.0
 
 
 class MatrixPhase(Phase):

@@ -343,6 +343,10 @@ def test_a_settled_wrong_value_fails_on_the_first_read(real_windows: Path, tmp_p
     ]
     assert pool and pool[0]["verdict"] == "fail"
     assert pool[0]["duration"] < 1.0, "a settled value was polled (matrix.py's windows are 60 s)"
+    again = run.record("restore: check: api: pool tier matches pool.tier")
+    assert again["verdict"] == "fail"
+    assert again["evidence"].endswith("(failed at the baseline too: not a restore defect)")
+    assert "failed at the baseline too" in run.console, "the console missed the annotation"
 
 
 # --- a phase added from outside: one registration ----------------------------------------
