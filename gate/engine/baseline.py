@@ -24,7 +24,7 @@ from gate.checks import (
     service_states,
 )
 from gate.errors import BoxDirty, UsageError
-from gate.observe import read_config, read_fingerprints, read_status
+from gate.observe import read_fingerprints, read_status
 from gate.snapshot import (
     Baseline,
     config_sha256,
@@ -126,10 +126,7 @@ def take_baseline(run: Run) -> Baseline | None:
 
 def passing_checks(run: Run) -> list[str]:
     """The battery against the box as it is: what the restore must bring back to green."""
-    cfg = read_config(run.box)
-    if not cfg.usable or cfg.value is None:
-        return []
-    records = battery(run.box, cfg.value, run.ctx.host.workers, observe=run.console.waiting)
+    records = battery(run.box, run.config, run.ctx.host.workers, observe=run.console.waiting)
     return sorted(r.name for r in records if r.verdict is Verdict.PASS)
 
 

@@ -162,11 +162,15 @@ class Engine:
                 phase.run(self.run)
 
     def _fit_contract(self) -> None:
-        """The contract's paths exist in the box's config: else one usage line, exit 2."""
+        """Read the box's config once, before any change, and check the contract fits it
+        (else one usage line, exit 2); phases and the baseline use this reading."""
         cfg = read_config(self.run.box)
-        if not cfg.usable or cfg.value is None:
-            raise PreflightError(f"cannot read the stack's config: {cfg.why}")
+        if cfg.lost is not None:
+            raise cfg.lost
+        if cfg.error or cfg.value is None:
+            raise PreflightError(f"cannot read the stack's config: {cfg.error}")
         fit_contract(self.run.box.contract, cfg.value, self.ctx.contract_file.path)
+        self.run.config = cfg.value
 
     def _mutating(self) -> None:
         """Plan, baseline, the phases, and ALWAYS the restore (unless --keep)."""

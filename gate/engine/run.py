@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from gate.artifacts import Artifacts
 from gate.box import Box
 from gate.checks import CheckRecord
+from gate.contract import Config
 from gate.engine.ledger import Ledger
 from gate.hints import gate_command
 from gate.inventory import HostSpec
@@ -59,6 +60,8 @@ class Run:
         self.ledger = Ledger()
         self.started = time.time()
         self.baseline: Baseline | None = None
+        self.config: Config = {}
+        """The box's config (secret paths masked) as read before the first change."""
         self._box: Box | None = None
         self._journal: Journal | None = None
 

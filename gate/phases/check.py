@@ -9,8 +9,7 @@ from gate.battery import battery
 from gate.capture import capture
 from gate.checks import CheckRecord, Reading, Verdict, check_secrets_present
 from gate.engine.baseline import recover_advice
-from gate.errors import PreflightError
-from gate.observe import read_config, read_fingerprints
+from gate.observe import read_fingerprints
 from gate.options import Flag
 from gate.phases.base import Phase
 from gate.snapshot import config_sha256, read_state
@@ -32,18 +31,15 @@ class CheckPhase(Phase):
         state = read_state(box)
         advice = recover_advice(run) if state.get("state") != "clean" else ""
         run.add(check_clean_state(state, advice))
-        cfg = read_config(box)
-        if not cfg.usable or cfg.value is None:
-            raise cfg.lost if cfg.lost is not None else PreflightError(cfg.error)
         prints = read_fingerprints(box)
         run.add(check_secrets_present(prints))
         run.journal_note("baseline", config_sha256=config_sha256(box), secrets=_count(prints))
         run.console.phase("check", f"{box.contract.name} as configured")
-        records = battery(box, cfg.value, run.ctx.host.workers, observe=run.console.waiting)
+        records = battery(box, run.config, run.ctx.host.workers, observe=run.console.waiting)
         for record in records:
             run.add(record)
         if any(r.verdict is Verdict.FAIL for r in records):
-            capture(box, run.artifacts, cfg.value, "captures/check")
+            capture(box, run.artifacts, run.config, "captures/check")
 
 
 def _count(prints: Reading[Any]) -> int:

@@ -19,7 +19,6 @@ from gate.box import APPLY_TIMEOUT, Box, Kind, answered
 from gate.capture import capture
 from gate.checks import CheckRecord, Verdict, check_secrets_kept, service_states
 from gate.contract import Config, fit_contract
-from gate.errors import PreflightError
 from gate.matrix import Matrix, Scenario, check_paths, resolve_overrides, unmet, validate_matrix
 from gate.observe import read_config, read_fingerprints, read_status
 from gate.phases.base import Phase
@@ -41,13 +40,10 @@ class MatrixPhase(Phase):
     def plan(self, run: Run) -> bool:
         matrix = validate_matrix(run.ctx.contract_file.matrix)
         selected = matrix.select(run.ctx.opts.scenarios)
-        cfg = read_config(run.box)
-        if not cfg.usable or cfg.value is None:
-            raise cfg.lost if cfg.lost is not None else PreflightError(cfg.error)
-        check_paths(matrix, selected, cfg.value)
+        check_paths(matrix, selected, run.config)
         self._runnable = runnable(run, selected)
         for scenario in self._runnable:
-            overridden = with_overrides(cfg.value, resolve_overrides(scenario, run.ctx.facts))
+            overridden = with_overrides(run.config, resolve_overrides(scenario, run.ctx.facts))
             fit_contract(run.box.contract, overridden, f"scenario {scenario.name}")
         return bool(self._runnable)
 
