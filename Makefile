@@ -37,8 +37,12 @@ test: bootstrap sysdeps lint typecheck
 unit: bootstrap
 	$(BIN)/pytest -q tests/unit
 
+# The sample stack, then the kvfront stack (real nginx, webdis, redis); both always run.
 demo: bootstrap sysdeps
-	$(PY) scripts/demo.py
+	@$(PY) scripts/demo.py; sample=$$?; \
+	  $(PY) scripts/demo_kvfront.py; kvfront=$$?; \
+	  echo "make demo: sample exit $$sample, kvfront exit $$kvfront"; \
+	  [ $$sample -eq 0 ] && [ $$kvfront -eq 0 ]
 
 # The release is blocked unless the gate passes against the inventory's box.
 release: bootstrap
