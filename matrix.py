@@ -6,20 +6,27 @@ nothing of the names below.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from gate.contract import (
-    ApiCheck,
+    Actions,
     AtLeast,
+    Check,
     Config,
-    Dashboard,
+    Context,
     Equals,
+    Expectation,
+    File,
+    Header,
+    Http,
     Increasing,
+    InsecureLoopback,
+    Port,
+    Ref,
     Secrets,
+    Services,
     StackContract,
     config,
+    fact,
     lookup,
-    option,
 )
 from gate.matrix import Axis, Fact, Matrix, Scenario
 
@@ -45,22 +52,14 @@ def expected_services(cfg: Config) -> frozenset[str]:
     return frozenset(services)
 
 
-def _flag(value: object) -> str:
-    return "true" if value else "false"
+def _flag(key: str) -> Ref:
+    """The .env spelling of a boolean config value."""
+    return lambda ctx: "true" if lookup(ctx.config, key) else "false"
 
 
-def posture(cfg: Config) -> Mapping[str, str]:
-    """The .env settings apply must render from this config."""
-    return {
-        "NODE_MODE": str(lookup(cfg, "node.mode")),
-        "NODE_COMPACT": _flag(lookup(cfg, "node.compact")),
-        "NODE_RPC_BIND": "0.0.0.0" if lookup(cfg, "node.lan_access") else "127.0.0.1",
-        "POOL_TIER": str(lookup(cfg, "pool.tier")),
-        "DASHBOARD_SECURE": _flag(lookup(cfg, "dashboard.secure")),
-        "DASHBOARD_STRICT": _flag(lookup(cfg, "dashboard.strict")),
-        "EXTRAS_CACHE": _flag(lookup(cfg, "extras.cache")),
-        "WORKERS_COUNT": str(lookup(cfg, "workers.count")),
-    }
+def node_bind(ctx: Context) -> list[str]:
+    """Where the node's RPC port must really be bound: everywhere only with lan_access."""
+    return ["0.0.0.0"] if lookup(ctx.config, "node.lan_access") else ["127.0.0.1"]
 
 
 def dashboard_url(cfg: Config) -> str:
@@ -68,53 +67,104 @@ def dashboard_url(cfg: Config) -> str:
     return f"{scheme}://127.0.0.1:{lookup(cfg, 'dashboard.port')}/api/state"
 
 
+def _api(name: str, expression: str, expect: Expectation, converges: float | None = None) -> Check:
+    return Check(name, "api", expression, expect, converges=converges)
+
+
+def _env(key: str, value: object) -> Check:
+    """A setting apply renders into .env (the derived view; the API and ports show the real)."""
+    return Check(f"{key} rendered from config", "env", key, Equals(value))
+
+
 CONTRACT = StackContract(
     name="sample-stack",
+    control="./stackctl",
     expected_services=expected_services,
-    posture=posture,
-    dashboard=Dashboard(
-        url=dashboard_url,
-        token_env_key="DASHBOARD_TOKEN",
-        secure_flag=lambda cfg: bool(lookup(cfg, "dashboard.secure")),
+    facts={"workers": "2"},
+    probes=(
+        Http(
+            "api",
+            url=dashboard_url,
+            auth=Header("DASHBOARD_TOKEN"),
+            tls=lambda cfg: InsecureLoopback() if lookup(cfg, "dashboard.secure") else None,
+        ),
+        Port("dashboard-port", port=lambda cfg: lookup(cfg, "dashboard.port")),
+        Port(
+            "node-rpc",
+            port=lambda cfg: lookup(cfg, "node.rpc_port"),
+            applies=lambda cfg: lookup(cfg, "node.mode") == "local",
+        ),
+        File("env", ".env", format="env"),
     ),
+    checks=(
+        _api("node synchronized", "node.synchronized", Equals(True), converges=CONVERGE_S),
+        _api("node format matches node.compact", "node.compact", Equals(config("node.compact"))),
+        _api("node mode matches node.mode", "node.mode", Equals(config("node.mode"))),
+        _api("pool tier matches pool.tier", "pool.tier", Equals(config("pool.tier"))),
+        _api("pool ready", "pool.ready", Equals(True), converges=CONVERGE_S),
+        _api("proxy admitting workers", "proxy.admitting", Equals(True), converges=CONVERGE_S),
+        _api(
+            "workers online >= fact workers",
+            "workers.online",
+            AtLeast(fact("workers", int)),
+            converges=CONVERGE_S,
+        ),
+        _api("strict flag matches dashboard.strict", "strict", Equals(config("dashboard.strict"))),
+        _api("cache reported as configured", "cache.enabled", Equals(config("extras.cache"))),
+        Check(
+            "dashboard speaks TLS as dashboard.secure says",
+            "dashboard-port",
+            "tls",
+            Equals(config("dashboard.secure")),
+        ),
+        Check(
+            "node RPC bound as node.lan_access says",
+            "node-rpc",
+            "listening",
+            Equals(node_bind),
+            applies=lambda cfg: lookup(cfg, "node.mode") == "local",
+        ),
+        _env("NODE_MODE", config("node.mode")),
+        _env("POOL_TIER", config("pool.tier")),
+        _env("EXTRAS_CACHE", _flag("extras.cache")),
+        _env("DASHBOARD_SECURE", _flag("dashboard.secure")),
+        _env("DASHBOARD_STRICT", _flag("dashboard.strict")),
+        _env("NODE_COMPACT", _flag("node.compact")),
+    ),
+    counters=(Increasing("shares accumulating", "api", "shares.total", within=30.0),),
     secrets=Secrets(
         env_keys=("*_TOKEN", "*_PASSWORD"),
         files=("secrets/*.key",),
         config_paths=("node.remote_token",),
     ),
-    api_checks=(
-        ApiCheck("node synchronized", "node.synchronized", Equals(True), converges=CONVERGE_S),
-        ApiCheck(
-            "node format matches node.compact", "node.compact", Equals(config("node.compact"))
-        ),
-        ApiCheck("node mode matches node.mode", "node.mode", Equals(config("node.mode"))),
-        ApiCheck("pool tier matches pool.tier", "pool.tier", Equals(config("pool.tier"))),
-        ApiCheck("pool ready", "pool.ready", Equals(True), converges=CONVERGE_S),
-        ApiCheck("proxy admitting workers", "proxy.admitting", Equals(True), converges=CONVERGE_S),
-        ApiCheck(
-            "workers online >= --workers",
-            "workers.online",
-            AtLeast(option("workers")),
-            converges=CONVERGE_S,
-        ),
-        ApiCheck(
-            "strict flag matches dashboard.strict", "strict", Equals(config("dashboard.strict"))
-        ),
-        ApiCheck("cache reported as configured", "cache.enabled", Equals(config("extras.cache"))),
+    actions=Actions(
+        apply="apply -y",
+        version="version --json",
+        restart="restart",
+        stop="stop {service}",
+        start="start {service}",
+        kill="kill -s {signal} {service}",
+        remove="rm {service}",
+        up="up",
+        down="down",
+        backup="backup",
+        restore="restore {archive}",
+        logs="logs {service} -n {lines}",
+        diagnostics=(("status.txt", "status"), ("doctor.txt", "doctor")),
     ),
-    counters=(Increasing("shares accumulating", "shares.total", within=30.0),),
+    services=Services(at="services", started="started"),
 )
 
 
 MATRIX = Matrix(
     axes=(
-        Axis("node.mode", ("local", "remote")),
-        Axis("node.compact", (False, True)),
-        Axis("node.lan_access", (False, True)),
-        Axis("pool.tier", ("mini", "main", "nano")),
-        Axis("extras.cache", (False, True)),
-        Axis("dashboard.secure", (False, True)),
-        Axis("dashboard.strict", (False, True)),
+        Axis("node.mode", ("local", "remote"), touches=("node", "pool", "proxy", "dashboard")),
+        Axis("node.compact", (False, True), touches=("node",)),
+        Axis("node.lan_access", (False, True), touches=("node",)),
+        Axis("pool.tier", ("mini", "main", "nano"), touches=("pool",)),
+        Axis("extras.cache", (False, True), touches=("cache", "dashboard")),
+        Axis("dashboard.secure", (False, True), touches=("dashboard",)),
+        Axis("dashboard.strict", (False, True), touches=("dashboard",)),
     ),
     scenarios=(
         Scenario(

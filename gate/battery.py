@@ -1,17 +1,18 @@
 """The check battery and the waits around it: judge one config's live state on the box.
 
-Readiness is the stack's own: its status command exits 0 and its probes answer. Once ready,
-settled expectations are asserted once (a wrong value fails in seconds, not at a timeout);
-expectations the contract marks as converging get their own declared deadline, and
-counters must grow within theirs. Every wait keeps the last value it saw as evidence.
+Readiness is the stack's own: its status command exits 0 and its HTTP probes answer. Once
+ready, each probe is read once and settled expectations are asserted on that read (a wrong
+value fails in seconds, not at a timeout); expectations the contract marks as converging
+get their own declared deadline, and counters must grow within theirs. Every wait keeps
+the last value it saw as evidence.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 import jmespath
 
@@ -20,112 +21,136 @@ from gate.checks import (
     CheckRecord,
     Reading,
     Verdict,
-    check_api_field,
+    check_auth_refused,
+    check_field,
+    check_in_use,
     check_no_unexpected,
-    check_posture,
-    check_scheme,
     check_services_running,
     check_status_exit,
 )
-from gate.contract import ApiCheck, Config, Context, Increasing
-from gate.observe import counter, read_api, read_env, read_scheme, read_status
+from gate.contract import Check, Config, Increasing
+from gate.expect import Context
+from gate.observe import counter, fetch, read_http, read_in_use, read_probe, read_status
+from gate.probes import STATUS, Http
 from gate.readiness import Observer, wait_until
 
-T = TypeVar("T")
+
+class Reads:
+    """One battery's probe readings: each probe read at most once unless a wait re-reads it.
+
+    The status command is read first, with its exit code, and serves probe `status`."""
+
+    def __init__(self, box: Box, cfg: Config) -> None:
+        self.box, self.cfg = box, cfg
+        self.status_code, status = read_status(box)
+        self._readings: dict[str, Reading[Any]] = {STATUS: status}
+        self.seconds: dict[str, float] = {}
+
+    def get(self, name: str) -> Reading[Any]:
+        if name not in self._readings:
+            self.fresh(name)
+        return self._readings[name]
+
+    def fresh(self, name: str) -> Reading[Any]:
+        """Read the probe again (a wait polling it)."""
+        began = time.monotonic()
+        reading = read_probe(self.box, self.box.contract.probe(name), self.cfg)
+        self.seconds[name] = time.monotonic() - began
+        self._readings[name] = reading
+        return reading
+
+
+def applicable(box: Box, cfg: Config) -> list[Check]:
+    """The contract's checks that apply to this config (and whose probe does)."""
+    contract = box.contract
+    return [c for c in contract.checks if c.applies(cfg) and contract.probe(c.probe).applies(cfg)]
 
 
 def battery(
-    box: Box, cfg: Config, workers: int, observe: Observer[Any] | None = None
+    box: Box, cfg: Config, facts: Mapping[str, str], observe: Observer[Any] | None = None
 ) -> list[CheckRecord]:
-    """Every check the contract declares, against one config."""
+    """Every check the contract declares, and the built-ins, against one config."""
     contract = box.contract
-    ctx = Context(config=cfg, workers=workers)
+    ctx = Context(config=cfg, facts=facts)
+    reads = Reads(box, cfg)
     expected = contract.expected_services(cfg)
-    want = dict(contract.posture(cfg))
-    status, services = judged(
-        lambda: read_status(box),
-        lambda read: [
-            check_services_running(read[1], expected, contract.status),
-            check_no_unexpected(read[1], expected, contract.status),
-            check_status_exit(read[0]),
-        ],
-    )
-    checks = [c for c in contract.api_checks if c.applies(cfg)]
-    api, fields = judged(
-        lambda: read_api(box, cfg),
-        lambda read: [check_api_field(read, c, ctx) for c in checks if c.converges is None],
-    )
+    services = reads.get(contract.services.probe)
+    records = [
+        check_services_running(services, expected, contract.services),
+        check_no_unexpected(services, expected, contract.services),
+        check_status_exit(reads.status_code),
+    ]
+    checks = applicable(box, cfg)
+    records += [_timed(check_field(reads.get(c.probe), c, ctx), reads, c.probe) for c in checks
+                if c.converges is None]  # fmt: skip
     # Convergence is a ready stack's values still moving: a stack whose status is not 0 is
     # broken, not converging, and is judged on this read. One clock: windows overlap.
-    since = time.monotonic() if status[0].value == 0 else float("-inf")
-    converging = [converge(box, cfg, c, ctx, api, since, observe) for c in checks if c.converges]
-    _env, posture = judged(
-        lambda: read_env(box, sorted(want)), lambda read: [check_posture(read, want)]
-    )
-    _scheme, scheme = judged(
-        lambda: read_scheme(box, cfg),
-        lambda read: [check_scheme(read, contract.dashboard.secure_flag(cfg))],
-    )
-    counters = [check_counter(box, cfg, c, api, observe) for c in contract.counters]
-    return [*services, *fields, *converging, *posture, *scheme, *counters]
+    since = time.monotonic() if reads.status_code.value == 0 else float("-inf")
+    records += [converge(reads, c, ctx, since, observe) for c in checks if c.converges]
+    records += auth_controls(box, cfg)
+    if contract.secrets.in_use:
+        records += check_in_use(read_in_use(box), contract.secrets.in_use)
+    records += [check_counter(reads, c, observe) for c in contract.counters]
+    return records
 
 
-def judged(
-    read: Callable[[], T], judge: Callable[[T], list[CheckRecord]]
-) -> tuple[T, list[CheckRecord]]:
-    """Read once, judge the reading, and charge the read's time to the checks it fed."""
-    start = time.monotonic()
-    reading = read()
-    seconds = time.monotonic() - start
-    records = judge(reading)
-    for record in records:
-        record.duration = seconds / max(1, len(records))
-    return reading, records
+def _timed(record: CheckRecord, reads: Reads, probe: str) -> CheckRecord:
+    record.duration = reads.seconds.get(probe, 0.0)
+    return record
+
+
+def auth_controls(box: Box, cfg: Config) -> list[CheckRecord]:
+    """For every authenticated HTTP probe: the same request without credentials is refused."""
+    return [
+        check_auth_refused(probe.name, fetch(box, probe, cfg, with_auth=False))
+        for probe in box.contract.probes
+        if isinstance(probe, Http) and probe.auth is not None and probe.applies(cfg)
+    ]
 
 
 def wait_ready(
     box: Box, cfg: Config, timeout: float, observe: Observer[Any] | None = None
 ) -> CheckRecord:
-    """The stack's own readiness: status exits 0 and the API answers, polled to a deadline."""
+    """The stack's own readiness: status exits 0 and its HTTP probes answer, to a deadline."""
+    endpoints = [
+        p for p in box.contract.probes if isinstance(p, Http) and p.ready and p.applies(cfg)
+    ]
 
     def probe() -> dict[str, Any]:
-        code = read_status(box)[0].asked()
-        api = read_api(box, cfg).asked()
-        return {"status": code.value, "api": api.error or "answering"}
+        seen: dict[str, Any] = {"status": read_status(box)[0].asked().value}
+        for endpoint in endpoints:
+            answer = read_http(box, endpoint, cfg).asked()
+            seen[endpoint.name] = answer.error or "answering"
+        return seen
 
     waited = wait_until(
         "ready",
         probe,
-        lambda seen: seen["status"] == 0 and seen["api"] == "answering",
+        lambda seen: seen["status"] == 0 and all(seen[e.name] == "answering" for e in endpoints),
         timeout=timeout,
         observe=observe,
     )
     verdict = Verdict.PASS if waited.satisfied else Verdict.FAIL
     if waited.inconclusive:
         verdict = Verdict.INCONCLUSIVE
-    expected = "status exit 0 and the API answering"
+    names = " and ".join(["status exit 0", *(f"{e.name} answering" for e in endpoints)])
     return CheckRecord(
-        "ready", verdict, expected, json.dumps(waited.last), waited.describe(), waited.elapsed
+        "ready", verdict, names, json.dumps(waited.last), waited.describe(), waited.elapsed
     )
 
 
 def converge(
-    box: Box,
-    cfg: Config,
-    check: ApiCheck,
-    ctx: Context,
-    first: Reading[Any],
-    since: float,
-    observe: Observer[Any] | None,
+    reads: Reads, check: Check, ctx: Context, since: float, observe: Observer[Any] | None
 ) -> CheckRecord:
     """A converging expectation: it may take up to `check.converges` seconds from `since`
     (minus infinity when the stack is not ready: then this read is the verdict)."""
+    first = reads.get(check.probe)
     deadline = float(check.converges or 0)
     if not first.usable or _holds(first.value, check, ctx) or since + deadline < time.monotonic():
-        return check_api_field(first, check, ctx)  # held, the API did not answer, or no time
+        return check_field(first, check, ctx)  # held, the probe did not answer, or no time
     waited = wait_until(
         check.name,
-        lambda: read_api(box, cfg).asked(),
+        lambda: reads.fresh(check.probe).asked(),
         lambda read: read.usable and _holds(read.value, check, ctx),
         timeout=max(0.01, since + deadline - time.monotonic()),
         first_interval=0.25,
@@ -134,37 +159,31 @@ def converge(
     last: Reading[Any] = waited.last if waited.last is not None else first
     if waited.inconclusive:
         last = Reading(lost=waited.attempts[-1].lost)
-    record = check_api_field(last, check, ctx)
+    record = check_field(last, check, ctx)
     record.duration = waited.elapsed
     within = f"converging: {'held' if waited.satisfied else 'not held'} after "
     record.evidence = f"{within}{waited.elapsed:.1f}s of {deadline:g}s; {record.evidence}"
     return record
 
 
-def _holds(api: Any, check: ApiCheck, ctx: Context) -> bool:
-    value = jmespath.search(check.expression, api)
-    return value is not None and bool(check.expect.holds(value, ctx))
+def _holds(value: Any, check: Check, ctx: Context) -> bool:
+    return bool(check.expect.holds(jmespath.search(check.expression, value), ctx))
 
 
-def check_counter(
-    box: Box,
-    cfg: Config,
-    spec: Increasing,
-    first: Reading[Any],
-    observe: Observer[Any] | None,
-) -> CheckRecord:
-    """A counter grows between two reads of the API within `spec.within` seconds."""
-    name = f"api: {spec.name}"
+def check_counter(reads: Reads, spec: Increasing, observe: Observer[Any] | None) -> CheckRecord:
+    """A counter grows between two reads of its probe within `spec.within` seconds."""
+    name = f"{spec.probe}: {spec.name}"
     expected = f"{spec.expression} increases within {spec.within:g}s"
+    first = reads.get(spec.probe)
     start = counter(first, spec.expression)
     if start is None:
         verdict = Verdict.INCONCLUSIVE if first.lost is not None else Verdict.FAIL
-        why = first.why or f"{spec.expression} is not a number in the API"
+        why = first.why or f"{spec.expression} is not a number in probe {spec.probe}"
         return CheckRecord(name, verdict, expected, "no first value", why)
     began = time.monotonic()
     waited = wait_until(
         spec.name,
-        lambda: counter(read_api(box, cfg).asked(), spec.expression),
+        lambda: counter(reads.fresh(spec.probe).asked(), spec.expression),
         lambda value: value is not None and value > start,
         timeout=spec.within,
         first_interval=0.25,

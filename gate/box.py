@@ -81,16 +81,18 @@ class Box:
         stdin: str | None = None,
         scrub: bool = True,
         in_dir: bool = True,
+        env_from: list[str] | None = None,
     ) -> Result:
         """Run `command` in the stack dir; its output is scrubbed on the box once boxtool is up.
 
         A pending signal is raised before the command is sent, never while it runs.
+        `env_from` (VAR=ENV_KEY) sets variables from the env file on the box (boxtool exec).
         """
         self.checkpoint()
         self._ensure_link()
         sent = command
         if scrub and self._tool_ready and stdin is None:
-            sent = f"{self.boxtool} exec {timeout:g} {quote(command)}"
+            sent = f"{self.boxtool} exec {timeout:g} {quote(command, *(env_from or []))}"
         if in_dir:
             sent = f"cd {quote(self.host.dir)} && {sent}"
         result = self.target.run(sent, timeout=timeout + 5, stdin=stdin)
@@ -164,10 +166,12 @@ class Box:
         return json.dumps(
             {
                 "env_file": self.contract.env_file,
-                "config_file": self.contract.config_file,
+                "config_file": self.contract.config.path,
+                "config_format": self.contract.config.format,
                 "env_keys": list(secrets.env_keys),
                 "files": list(secrets.files),
                 "config_paths": list(secrets.config_paths),
+                "in_use": [{"secret": u.secret, "file": u.file} for u in secrets.in_use],
             },
             indent=2,
         )

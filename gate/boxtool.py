@@ -46,14 +46,18 @@ def load_spec() -> dict[str, Any]:
 
 
 def read_env(path: str) -> dict[str, str]:
-    """KEY=value lines of a dotenv file; comments and blanks skipped."""
-    values: dict[str, str] = {}
+    """KEY=value lines of a dotenv file ({} when there is none)."""
     try:
         with open(path, encoding="utf-8") as handle:
-            lines = handle.read().splitlines()
+            return parse_env(handle.read())
     except FileNotFoundError:
-        return values
-    for line in lines:
+        return {}
+
+
+def parse_env(text: str) -> dict[str, str]:
+    """KEY=value lines; comments and blanks skipped, one layer of quotes removed."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
         if "=" in line and not line.lstrip().startswith("#"):
             key, _, value = line.partition("=")
             values[key.strip()] = value.strip().strip("'\"")
@@ -72,9 +76,57 @@ def dotted(config: Any, path: str) -> Any:
     return config
 
 
+class JsonFormat:
+    """config.json-style files: nested objects, dotted paths."""
+
+    @staticmethod
+    def load(text: str) -> Any:
+        return json.loads(text)
+
+    @staticmethod
+    def dump(config: Any, _original: str) -> str:
+        return json.dumps(config, indent=2) + "\n"
+
+
+class EnvFormat:
+    """KEY=value files as the config: each key is a path; values are strings."""
+
+    @staticmethod
+    def load(text: str) -> Any:
+        return parse_env(text)
+
+    @staticmethod
+    def dump(config: Any, original: str) -> str:
+        """The original lines with changed values replaced in place (comments kept)."""
+        lines, seen = [], set()
+        for line in original.splitlines():
+            key = line.partition("=")[0].strip()
+            if "=" in line and not line.lstrip().startswith("#") and key in config:
+                line = f"{key}={env_text(config[key])}"
+                seen.add(key)
+            lines.append(line)
+        lines += [f"{k}={env_text(v)}" for k, v in config.items() if k not in seen]
+        return "\n".join(lines) + "\n"
+
+
+def env_text(value: Any) -> str:
+    """How a JSON scalar is spelled in an env file (booleans as true/false)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+FORMATS: dict[str, Any] = {"json": JsonFormat, "env": EnvFormat}
+"""The config formats gate can read and render; a new one is a class with load and dump."""
+
+
+def config_format(spec: dict[str, Any]) -> Any:
+    return FORMATS[spec.get("config_format", "json")]
+
+
 def read_config(spec: dict[str, Any]) -> Any:
     with open(spec["config_file"], encoding="utf-8") as handle:
-        return json.load(handle)
+        return config_format(spec).load(handle.read())
 
 
 def secret_files(spec: dict[str, Any]) -> list[str]:
@@ -130,10 +182,18 @@ def cmd_fingerprint(spec: dict[str, Any], _args: list[str]) -> int:
 
 
 def cmd_exec(spec: dict[str, Any], args: list[str]) -> int:
-    """Run `sh -c CMD` with a timeout, scrub its output, exit with its code (124: timeout)."""
+    """exec TIMEOUT CMD [VAR=ENV_KEY ...]: run `sh -c CMD` with a timeout, each VAR set from
+    the env file here (a secret reaches the command by its environment, never argv), scrub
+    its output, exit with its code (124: timeout)."""
     timeout, command = float(args[0]), args[1]
+    env = read_env(spec["env_file"]) if args[2:] else {}
+    child_env = dict(os.environ)
+    for pair in args[2:]:
+        variable, _, key = pair.partition("=")
+        child_env[variable] = env.get(key, "")
     child = subprocess.Popen(
         ["sh", "-c", command],
+        env=child_env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -158,38 +218,59 @@ def cmd_scrub(spec: dict[str, Any], _args: list[str]) -> int:
     return 0
 
 
-def cmd_env(spec: dict[str, Any], args: list[str]) -> int:
-    """Print the named .env keys (or --all) as JSON; a secret key's value is masked, never sent."""
-    env = read_env(spec["env_file"])
-    keys = sorted(env) if args == ["--all"] else args
-    chosen = {k: (MASK if is_secret_key(k, spec) else env.get(k)) for k in keys}
-    print(scrub(json.dumps(chosen, sort_keys=True), secret_values(spec)))
-    return 0
-
-
-def cmd_config(spec: dict[str, Any], _args: list[str]) -> int:
-    """Print config.json with every secret path masked."""
-    config = read_config(spec)
-    for path in spec["config_paths"]:
+def mask_paths(config: Any, paths: list[str]) -> Any:
+    """The config with every secret path's value replaced by the mask."""
+    for path in paths:
         parts = path.split(".")
         parent = dotted(config, ".".join(parts[:-1])) if len(parts) > 1 else config
         if isinstance(parent, dict) and parent.get(parts[-1]) not in (None, ""):
             parent[parts[-1]] = MASK
+    return config
+
+
+def cmd_config(spec: dict[str, Any], _args: list[str]) -> int:
+    """Print the config (any format, as JSON) with every secret path masked."""
+    config = mask_paths(read_config(spec), spec["config_paths"])
     print(scrub(json.dumps(config, indent=2, sort_keys=True), secret_values(spec)))
     return 0
 
 
-def cmd_api(spec: dict[str, Any], args: list[str]) -> int:
-    """GET the API with the bearer token read from .env here; print {code, body, error}."""
-    url, token_key = args[0], args[1]
-    token = read_env(spec["env_file"]).get(token_key, "")
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+def tls_context(args: dict[str, str]) -> ssl.SSLContext | None:
+    """--ca FILE verifies against that CA; --insecure does not verify (declared loopback)."""
+    if "ca" in args:
+        return ssl.create_default_context(cafile=args["ca"])
     context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # the stack's own self-signed certificate on loopback
+    if "insecure" in args:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def options(args: list[str]) -> dict[str, str]:
+    """`--name value` pairs (and bare `--flag`s, as "") into a dict."""
+    found: dict[str, str] = {}
+    index = 0
+    while index < len(args):
+        name = args[index].removeprefix("--")
+        flag = index + 1 >= len(args) or args[index + 1].startswith("--")
+        found[name] = "" if flag else args[index + 1]
+        index += 1 if flag else 2
+    return found
+
+
+def cmd_http(spec: dict[str, Any], args: list[str]) -> int:
+    """http URL TIMEOUT [--header NAME --template T --env-key KEY] [--ca FILE | --insecure]:
+    GET URL, the header's value read from the env file here; print {code, body, error}."""
+    url, timeout, opts = args[0], float(args[1]), options(args[2:])
+    headers = {}
+    if "header" in opts:
+        secret = read_env(spec["env_file"]).get(opts["env-key"], "")
+        headers[opts["header"]] = opts.get("template", "{}").replace("{}", secret)
+    request = urllib.request.Request(url, headers=headers)
     result: dict[str, Any] = {"code": None, "body": "", "error": ""}
     try:
-        with urllib.request.urlopen(request, timeout=float(args[2]), context=context) as answer:
+        context = tls_context(opts)
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as answer:
             result["code"], result["body"] = answer.status, answer.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
         result["code"], result["body"] = exc.code, exc.read().decode("utf-8", "replace")
@@ -200,49 +281,120 @@ def cmd_api(spec: dict[str, Any], args: list[str]) -> int:
     return 0
 
 
-def cmd_scheme(_spec: dict[str, Any], args: list[str]) -> int:
-    """Print which scheme the port really speaks: https, http, or none."""
-    host, port = args[0], int(args[1])
+def listening(port: int) -> list[str]:
+    """The local addresses a TCP listener is bound to on `port`, from the kernel's tables."""
+    found = set()
+    for table, width in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        try:
+            with open(table, encoding="ascii") as handle:
+                rows = handle.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            address, _, hexport = fields[1].partition(":")
+            if fields[3] == "0A" and int(hexport, 16) == port:
+                found.add(kernel_address(address, width))
+    return sorted(found)
+
+
+def kernel_address(text: str, width: int) -> str:
+    """/proc/net/tcp's address (32-bit words in host byte order) as text."""
+    raw = b"".join(
+        int(text[i : i + 8], 16).to_bytes(4, sys.byteorder) for i in range(0, len(text), 8)
+    )
+    return str(socket.inet_ntop(socket.AF_INET if width == 4 else socket.AF_INET6, raw))
+
+
+def speaks_tls(host: str, port: int) -> bool | None:
+    """True if the port completes a TLS handshake, False if it is open but does not, None
+    if nothing accepts a connection there."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        with (
-            socket.create_connection((host, port), timeout=3) as raw,
-            context.wrap_socket(raw, server_hostname=host),
-        ):
-            print("https")
-            return 0
-    except ssl.SSLError:
-        pass
-    except OSError:
-        print("none")
-        return 0
-    try:
         with socket.create_connection((host, port), timeout=3) as raw:
-            raw.sendall(b"HEAD / HTTP/1.0\r\n\r\n")
-            print("http" if raw.recv(5).startswith(b"HTTP/") else "none")
+            try:
+                with context.wrap_socket(raw, server_hostname=host):
+                    return True
+            except (ssl.SSLError, OSError):
+                return False
     except OSError:
-        print("none")
+        return None
+
+
+def cmd_port(_spec: dict[str, Any], args: list[str]) -> int:
+    """port HOST PORT: {"open", "tls", "listening"} for a TCP port on this box."""
+    host, port = args[0], int(args[1])
+    tls = speaks_tls(host, port)
+    print(json.dumps({"open": tls is not None, "tls": tls, "listening": listening(port)}))
+    return 0
+
+
+def parse_file(text: str, form: str, spec: dict[str, Any]) -> Any:
+    """A file's text in one of the File probe's formats; secret env keys masked."""
+    if form == "json":
+        return json.loads(text)
+    if form == "env":
+        env = parse_env(text)
+        return {k: MASK if is_secret_key(k, spec) else v for k, v in env.items()}
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if form == "lines":
+        return lines
+    if form == "keyvalue":
+        pairs = (line.split(None, 1) for line in lines if not line.startswith("#"))
+        return {p[0]: (p[1] if len(p) > 1 else "") for p in pairs}
+    return text
+
+
+def cmd_file(spec: dict[str, Any], args: list[str]) -> int:
+    """file PATH FORMAT: the file parsed, as JSON, secrets masked; exit 1 if unreadable."""
+    try:
+        with open(args[0], encoding="utf-8") as handle:
+            parsed = parse_file(handle.read(), args[1], spec)
+    except (OSError, ValueError) as exc:
+        print(f"boxtool: {args[0]}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    print(scrub(json.dumps(parsed, sort_keys=True), secret_values(spec)))
+    return 0
+
+
+def cmd_inuse(spec: dict[str, Any], _args: list[str]) -> int:
+    """Whether each declared secret is present in its rendered file, compared here: only
+    a yes/no and a short fingerprint of the secret leave the box."""
+    env = read_env(spec["env_file"])
+    answers = []
+    for use in spec.get("in_use", []):
+        secret = env.get(use["secret"], "")
+        try:
+            with open(use["file"], encoding="utf-8", errors="replace") as handle:
+                present: bool | None = bool(secret) and secret in handle.read()
+        except OSError:
+            present = None
+        fingerprint = sha256(secret.encode())[:12] if secret else ""
+        answers.append({**use, "present": present, "fingerprint": fingerprint})
+    print(json.dumps(answers, sort_keys=True))
     return 0
 
 
 def cmd_render(spec: dict[str, Any], args: list[str]) -> int:
-    """Write BASE plus dotted overrides (JSON on stdin) to OUT; unknown paths are refused."""
+    """Write BASE plus dotted overrides (JSON on stdin) to OUT in the config's format;
+    unknown paths are refused."""
     base, out = args[0], args[1]
+    form = config_format(spec)
     with open(base, encoding="utf-8") as handle:
-        config = json.load(handle)
+        original = handle.read()
+    config = form.load(original)
     overrides: dict[str, Any] = json.load(sys.stdin)
     for path, value in overrides.items():
-        parts = path.split(".")
+        parts = [path] if form is EnvFormat else path.split(".")
         parent = dotted(config, ".".join(parts[:-1])) if len(parts) > 1 else config
         if not isinstance(parent, dict) or parts[-1] not in parent:
             print(f"boxtool: config has no path {path}", file=sys.stderr)
             return 2
         parent[parts[-1]] = value
     with open(out + ".tmp", "w", encoding="utf-8") as handle:
-        json.dump(config, handle, indent=2)
-        handle.write("\n")
+        handle.write(form.dump(config, original))
     os.replace(out + ".tmp", out)
     return 0
 
@@ -595,10 +747,11 @@ COMMANDS = {
     "fingerprint": cmd_fingerprint,
     "exec": cmd_exec,
     "scrub": cmd_scrub,
-    "env": cmd_env,
     "config": cmd_config,
-    "api": cmd_api,
-    "scheme": cmd_scheme,
+    "http": cmd_http,
+    "port": cmd_port,
+    "file": cmd_file,
+    "inuse": cmd_inuse,
     "render": cmd_render,
     "lock": cmd_lock,
     "lifeline": cmd_lifeline,

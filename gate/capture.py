@@ -7,33 +7,33 @@ import json
 from gate.artifacts import Artifacts
 from gate.box import Box
 from gate.contract import Config
-from gate.observe import read_api
+from gate.observe import read_config, read_probe
 
 
 def capture(box: Box, artifacts: Artifacts, cfg: Config | None, where: str) -> None:
-    """status, doctor, config (secret paths masked), env (values masked), api-state, logs."""
-    commands = box.contract.commands
+    """The contract's diagnostics, the config (secret paths masked), every applicable
+    probe's answer, and each expected service's logs when the contract has a logs verb."""
+    contract = box.contract
 
     def save(name: str, text: str) -> None:
         artifacts.write_text(f"{where}/{name}", text)
 
-    def output(result_text: tuple[str, str, int | None]) -> str:
-        out, err, code = result_text
-        return f"{out}{err}\n[exit {code}]\n"
-
-    for name, verb in (("status.txt", commands.status), ("doctor.txt", commands.doctor)):
+    for name, verb in (("status.txt", contract.status.command), *contract.actions.diagnostics):
         result = box.control(verb, timeout=60)
-        save(name, output((result.stdout, result.stderr, result.exit_code)) + result.reason)
-    save("config.json", box.tool("config").stdout)
-    save("env.masked.json", box.tool("env", "--all").stdout)
-    if cfg is not None:
-        api = read_api(box, cfg)
-        shown = json.dumps(api.value, indent=2) if api.usable else f"unreadable: {api.why}"
-        save("api-state.json", shown)
-        services = sorted(box.contract.expected_services(cfg))
-    else:
-        services = []
-    for service in services:
-        verb = commands.logs.format(service=service, lines=box.contract.log_lines)
+        save(name, f"{result.stdout}{result.stderr}\n[exit {result.exit_code}]\n{result.reason}")
+    config = read_config(box)
+    save("config.json", json.dumps(config.value, indent=2) if config.usable else config.why)
+    if cfg is None:
+        return
+    for probe in (p for p in contract.probes if p.applies(cfg)):
+        reading = read_probe(box, probe, cfg)
+        shown = (
+            json.dumps(reading.value, indent=2) if reading.usable else f"unreadable: {reading.why}"
+        )
+        save(f"probes/{probe.name}.json", shown)
+    if contract.actions.logs is None:
+        return
+    for service in sorted(contract.expected_services(cfg)):
+        verb = contract.actions.logs.format(service=service, lines=contract.log_lines)
         result = box.control(verb, timeout=30)
         save(f"logs/{service}.log", result.stdout + result.stderr)

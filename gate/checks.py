@@ -18,8 +18,9 @@ from typing import Any, Generic, TypeVar
 import jmespath
 from jmespath.exceptions import JMESPathError
 
-from gate.contract import ApiCheck, Context, StatusShape
+from gate.contract import Check, InUse, Services
 from gate.errors import Unreachable
+from gate.expect import Context
 
 T = TypeVar("T")
 
@@ -80,6 +81,8 @@ class Reading(Generic[T]):
     value: T | None = None
     error: str = ""
     lost: Unreachable | None = None
+    note: str = ""
+    """A caveat every check judging this reading carries in its evidence."""
 
     @property
     def usable(self) -> bool:
@@ -113,46 +116,61 @@ def from_reading(name: str, reading: Reading[Any], expected: str) -> CheckRecord
     return None
 
 
-def service_states(status: Mapping[str, Any], shape: StatusShape) -> dict[str, str]:
-    """Service name -> state as the stack's status JSON reports it."""
-    services = jmespath.search(shape.services, status)
-    if not isinstance(services, Mapping):
-        raise ValueError(f"status JSON has no '{shape.services}' object")
-    states = {}
-    for name, info in services.items():
-        if not isinstance(info, Mapping):
+def service_entries(data: Any, spec: Services) -> dict[str, Mapping[str, Any]]:
+    """Service name -> its entry, from an object keyed by name or a list of named objects.
+
+    A ValueError names the shape the contract declared and what the probe gave instead."""
+    found = jmespath.search(spec.at, data)
+    if isinstance(found, Mapping):
+        items = [(str(name), info) for name, info in found.items()]
+    elif isinstance(found, list):
+        items = [(str(info.get(spec.name)) if isinstance(info, Mapping) else "", info)
+                 for info in found]  # fmt: skip
+    else:
+        raise ValueError(f"probe {spec.probe} has no services object or list at '{spec.at}'")
+    entries: dict[str, Mapping[str, Any]] = {}
+    for name, info in items:
+        if not isinstance(info, Mapping) or not name or name == "None":
             raise ValueError(
-                f"status JSON {shape.services}.{name} is {type(info).__name__} "
-                f"{_short(info, 40)}, not an object with '{shape.state_field}'"
+                f"probe {spec.probe} '{spec.at}' holds {_short(info, 40)}, not an object "
+                f"with '{spec.state}'"
+                + ("" if isinstance(found, Mapping) else f" and '{spec.name}'")
             )
-        states[str(name)] = str(info.get(shape.state_field, "?"))
-    return states
+        entries[name] = info
+    return entries
+
+
+def service_states(data: Any, spec: Services) -> dict[str, str]:
+    """Service name -> state as the probe reports it."""
+    return {
+        name: str(info.get(spec.state, "?")) for name, info in service_entries(data, spec).items()
+    }
 
 
 def _states_or_record(
-    name: str, status: Reading[Mapping[str, Any]], want: str, shape: StatusShape
+    name: str, reading: Reading[Any], want: str, spec: Services
 ) -> dict[str, str] | CheckRecord:
-    """The service states, or the record for a status that cannot be judged."""
-    if (early := from_reading(name, status, want)) is not None:
+    """The service states, or the record for a reading that cannot be judged."""
+    if (early := from_reading(name, reading, want)) is not None:
         return early
     try:
-        return service_states(status.value or {}, shape)
+        return service_states(reading.value, spec)
     except ValueError as exc:
         return CheckRecord(name, Verdict.FAIL, want, "unreadable", str(exc))
 
 
 def check_services_running(
-    status: Reading[Mapping[str, Any]], expected: frozenset[str], shape: StatusShape
+    reading: Reading[Any], expected: frozenset[str], spec: Services
 ) -> CheckRecord:
     """Every expected service is present and running, by exact name."""
     name = "services: every expected service running"
     want = ", ".join(sorted(expected))
-    states = _states_or_record(name, status, want, shape)
+    states = _states_or_record(name, reading, want, spec)
     if isinstance(states, CheckRecord):
         return states
     if not expected:
         return CheckRecord(name, Verdict.FAIL, want, "", "the contract expects no service")
-    bad = {s: states.get(s, "absent") for s in sorted(expected) if states.get(s) != shape.running}
+    bad = {s: states.get(s, "absent") for s in sorted(expected) if states.get(s) != spec.running}
     observed = ", ".join(f"{s}={st}" for s, st in sorted(states.items()))
     if bad:
         detail = ", ".join(f"{s} is {st}" for s, st in bad.items())
@@ -161,12 +179,12 @@ def check_services_running(
 
 
 def check_no_unexpected(
-    status: Reading[Mapping[str, Any]], expected: frozenset[str], shape: StatusShape
+    reading: Reading[Any], expected: frozenset[str], spec: Services
 ) -> CheckRecord:
     """No service outside the expected set exists (exact names: node is not node-exporter)."""
     name = "services: no unexpected service"
     want = "only " + ", ".join(sorted(expected))
-    states = _states_or_record(name, status, want, shape)
+    states = _states_or_record(name, reading, want, spec)
     if isinstance(states, CheckRecord):
         return states
     if not states:
@@ -189,48 +207,59 @@ def check_status_exit(exit_code: Reading[int]) -> CheckRecord:
     return CheckRecord(name, verdict, "0", str(code), f"status exited {code}")
 
 
-def check_api_field(api: Reading[Any], check: ApiCheck, ctx: Context) -> CheckRecord:
-    """One jmespath expression over the API state against its declared expectation."""
-    name = f"api: {check.name}"
+def check_field(reading: Reading[Any], check: Check, ctx: Context) -> CheckRecord:
+    """One jmespath expression over a probe's reading against its declared expectation."""
+    name = f"{check.probe}: {check.name}"
     expected = f"{check.expression} {check.expect.describe(ctx)}"
-    if (early := from_reading(name, api, expected)) is not None:
+    if (early := from_reading(name, reading, expected)) is not None:
         return early
     try:
-        observed = jmespath.search(check.expression, api.value)
+        observed = jmespath.search(check.expression, reading.value)
     except JMESPathError as exc:
         return CheckRecord(name, Verdict.FAIL, expected, "error", f"jmespath: {exc}")
-    if observed is None:
-        return CheckRecord(name, Verdict.FAIL, expected, "missing", "field absent from the API")
     verdict = Verdict.PASS if check.expect.holds(observed, ctx) else Verdict.FAIL
-    shown = json.dumps(observed)
-    return CheckRecord(name, verdict, expected, shown, f"{check.expression} = {shown}")
+    shown = "missing" if observed is None else json.dumps(observed)
+    evidence = f"{check.expression} = {shown}"
+    if observed is None and verdict is Verdict.FAIL:
+        evidence = f"{check.expression}: absent from probe {check.probe}"
+    if reading.note:
+        evidence += f"; {reading.note}"
+    return CheckRecord(name, verdict, expected, shown, evidence)
 
 
-def check_posture(env: Reading[Mapping[str, Any]], want: Mapping[str, str]) -> CheckRecord:
-    """The settings the stack rendered into its env file match the config."""
-    name = "posture: env settings match config"
-    expected = ", ".join(f"{k}={v}" for k, v in sorted(want.items()))
-    if (early := from_reading(name, env, expected)) is not None:
+def check_auth_refused(probe: str, answer: Reading[Any]) -> CheckRecord:
+    """The positive control of an authenticated endpoint: without credentials it refuses."""
+    name = f"auth: {probe} refuses a request without credentials"
+    want = "HTTP 401 or 403"
+    if (early := from_reading(name, answer, want)) is not None:
         return early
-    assert env.value is not None
-    if not want:
-        return CheckRecord(name, Verdict.FAIL, expected, "", "the contract declares no posture")
-    observed = ", ".join(f"{k}={env.value.get(k)}" for k in sorted(want))
-    wrong = [k for k, v in want.items() if env.value.get(k) != v]
-    if wrong:
-        detail = "; ".join(f"{k}: want {want[k]}, got {env.value.get(k)}" for k in sorted(wrong))
-        return CheckRecord(name, Verdict.FAIL, expected, observed, detail)
-    return CheckRecord(name, Verdict.PASS, expected, observed, f"{len(want)} keys match")
+    reply: Mapping[str, Any] = answer.value or {}
+    if reply.get("error"):
+        return CheckRecord(name, Verdict.FAIL, want, "no answer", str(reply["error"]))
+    code = reply.get("code")
+    verdict = Verdict.PASS if code in (401, 403) else Verdict.FAIL
+    evidence = "refused" if verdict is Verdict.PASS else "answered WITHOUT credentials"
+    return CheckRecord(name, verdict, want, f"HTTP {code}", evidence)
 
 
-def check_scheme(scheme: Reading[str], secure: bool) -> CheckRecord:
-    """The dashboard port really speaks the scheme the config asks for."""
-    name = "posture: dashboard scheme matches config"
-    want = "https" if secure else "http"
-    if (early := from_reading(name, scheme, want)) is not None:
-        return early
-    verdict = Verdict.PASS if scheme.value == want else Verdict.FAIL
-    return CheckRecord(name, verdict, want, str(scheme.value), f"the port speaks {scheme.value}")
+def check_in_use(
+    answers: Reading[list[dict[str, Any]]], uses: tuple[InUse, ...]
+) -> list[CheckRecord]:
+    """Each declared secret is present in its rendered file (compared on the box)."""
+    records = []
+    by_use = {(a.get("secret"), a.get("file")): a for a in answers.value or []}
+    for use in uses:
+        name = f"secrets: {use.secret} in use in {use.file}"
+        if (early := from_reading(name, answers, "present")) is not None:
+            records.append(early)
+            continue
+        found = by_use.get((use.secret, use.file), {})
+        present = found.get("present")
+        shown = {True: "present", False: "absent", None: "file unreadable"}.get(present, "?")
+        verdict = Verdict.PASS if present is True else Verdict.FAIL
+        print_ = found.get("fingerprint") or "no such secret in the env file"
+        records.append(CheckRecord(name, verdict, "present", shown, f"secret sha256 {print_}"))
+    return records
 
 
 def check_secrets_present(prints: Reading[Mapping[str, Mapping[str, str]]]) -> CheckRecord:

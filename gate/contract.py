@@ -1,7 +1,9 @@
-"""What the gate needs from a stack, as a small typed API that a stack's matrix.py fills in.
+"""What the gate needs from a stack, as a small typed API that a stack's contract file fills in.
 
-Nothing in gate/ names a service, a key or a file of any one stack: those live here, in
-values the user declares.
+A contract is probes (read-only ways to look at the box), checks (a probe, a jmespath
+expression and an expectation), the services the config should run, where the secrets
+live, and the actions (command templates) that change the stack. Nothing in gate/ names a
+service, a key or a file of any one stack: those live here, in values the user declares.
 """
 
 from __future__ import annotations
@@ -12,14 +14,59 @@ from typing import Any
 
 import jmespath
 
-from gate.errors import UsageError
+from gate.expect import Absent, AtLeast, Context, Equals, Expectation, Matches, OneOf, Ref
+from gate.probes import (
+    STATUS,
+    CaFile,
+    Command,
+    File,
+    Header,
+    Http,
+    InsecureLoopback,
+    Port,
+    Probe,
+    Status,
+)
+
+__all__ = [
+    "STATUS",
+    "Absent",
+    "Actions",
+    "AtLeast",
+    "CaFile",
+    "Check",
+    "Command",
+    "Config",
+    "ConfigFile",
+    "Context",
+    "Equals",
+    "Expectation",
+    "File",
+    "Header",
+    "Http",
+    "InUse",
+    "Increasing",
+    "InsecureLoopback",
+    "Matches",
+    "OneOf",
+    "Port",
+    "Probe",
+    "Ref",
+    "Secrets",
+    "Services",
+    "StackContract",
+    "Status",
+    "config",
+    "fact",
+    "lookup",
+]
 
 Config = Mapping[str, Any]
 
 
-def lookup(config: Config, dotted: str) -> Any:
+def lookup(cfg: Config, dotted: str) -> Any:
     """The value at a dotted path; KeyError if any part is absent."""
-    node: Any = config
+    node: Any = cfg
     for part in dotted.split("."):
         if not isinstance(node, Mapping) or part not in node:
             raise KeyError(dotted)
@@ -27,19 +74,8 @@ def lookup(config: Config, dotted: str) -> Any:
     return node
 
 
-@dataclass(frozen=True)
-class Context:
-    """What an expectation may depend on: the config under test and the run's options."""
-
-    config: Config
-    workers: int
-
-
-Ref = Callable[[Context], Any]
-
-
 def config(dotted: str) -> Ref:
-    """A reference to a config value, resolved when the check runs."""
+    """The config value at `dotted`, resolved against the config under test."""
 
     def resolve(ctx: Context) -> Any:
         return lookup(ctx.config, dotted)
@@ -48,69 +84,32 @@ def config(dotted: str) -> Ref:
     return resolve
 
 
-def option(name: str) -> Ref:
-    """A reference to a run option (e.g. `workers`)."""
+def fact(name: str, cast: Callable[[str], Any] = str) -> Ref:
+    """A run-wide value the box's owner knows (inventory [requirements], --fact, or the
+    contract's default), e.g. how many workers must be online: `fact("workers", int)`."""
 
     def resolve(ctx: Context) -> Any:
-        return getattr(ctx, name)
+        if name not in ctx.facts:
+            raise KeyError(f"fact {name}")
+        return cast(ctx.facts[name])
 
-    resolve.__doc__ = f"--{name}"
+    resolve.__doc__ = f"fact {name}"
     return resolve
 
 
-def _resolve(value: Any, ctx: Context) -> Any:
-    return value(ctx) if callable(value) else value
-
-
-def _same(observed: Any, expected: Any) -> bool:
-    """Exact equality: `true` is not `1`, `false` is not missing, "8000" is not 8000."""
-    return type(observed) is type(expected) and observed == expected
+def _always(_cfg: Config) -> bool:
+    return True
 
 
 @dataclass(frozen=True)
-class Equals:
-    """The observed value is exactly the expected one (type included)."""
-
-    value: Any
-
-    def expected(self, ctx: Context) -> Any:
-        return _resolve(self.value, ctx)
-
-    def holds(self, observed: Any, ctx: Context) -> bool:
-        return _same(observed, self.expected(ctx))
-
-    def describe(self, ctx: Context) -> str:
-        return f"== {self.expected(ctx)!r}"
-
-
-@dataclass(frozen=True)
-class AtLeast:
-    """The observed value is a number no smaller than the expected one."""
-
-    value: Any
-
-    def expected(self, ctx: Context) -> Any:
-        return _resolve(self.value, ctx)
-
-    def holds(self, observed: Any, ctx: Context) -> bool:
-        number = isinstance(observed, int | float) and not isinstance(observed, bool)
-        return number and observed >= self.expected(ctx)
-
-    def describe(self, ctx: Context) -> str:
-        return f">= {self.expected(ctx)!r}"
-
-
-Expectation = Equals | AtLeast
-
-
-@dataclass(frozen=True)
-class ApiCheck:
-    """One field of the dashboard API asserted with a jmespath expression."""
+class Check:
+    """One value a probe reports, found by a jmespath expression, against an expectation."""
 
     name: str
+    probe: str
     expression: str
     expect: Expectation
-    applies: Callable[[Config], bool] = lambda _config: True
+    applies: Callable[[Config], bool] = _always
     converges: float | None = None
     """Seconds the value may take to reach its expectation once the stack is ready (a sync,
     workers joining); None means it is settled by then and is asserted once."""
@@ -121,53 +120,86 @@ class ApiCheck:
 
 @dataclass(frozen=True)
 class Increasing:
-    """A counter in the API that must grow between two reads within `within` seconds."""
+    """A counter a probe reports that must grow between two reads within `within` seconds."""
 
     name: str
+    probe: str
     expression: str
     within: float = 30.0
 
 
 @dataclass(frozen=True)
-class Dashboard:
-    """How to reach the stack's API on the box, with a token read on the box."""
+class Services:
+    """Where a probe's answer lists the services, and what each entry says.
 
-    url: Callable[[Config], str]
-    token_env_key: str
-    secure_flag: Callable[[Config], bool]
+    `at` is a jmespath expression giving either an object keyed by service name or a list
+    of objects that carry the name in `name`. `pid` and `started` are optional: idempotency
+    compares what the stack reports and says exactly what that was.
+    """
+
+    probe: str = STATUS
+    at: str = "services"
+    name: str = "name"
+    state: str = "state"
+    running: str = "running"
+    pid: str | None = "pid"
+    started: str | None = None
+
+
+@dataclass(frozen=True)
+class InUse:
+    """A secret must be present in a rendered file: the box compares, plaintext stays there.
+
+    `secret` is an env-file key; `file` a path in the stack dir."""
+
+    secret: str
+    file: str
 
 
 @dataclass(frozen=True)
 class Secrets:
-    """Where a stack keeps its secrets: .env key globs, file globs, config paths."""
+    """Where a stack keeps its secrets (env-file key globs, file globs, config paths), and
+    the rendered files each must reach."""
 
     env_keys: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
     config_paths: tuple[str, ...] = ()
+    in_use: tuple[InUse, ...] = ()
 
 
 @dataclass(frozen=True)
-class Commands:
-    """The control command's verbs, appended to the inventory's control command."""
+class Actions:
+    """Command templates appended to the control command; None: the stack has no such verb.
+
+    `{service}`, `{signal}` and `{archive}` are filled by the phase that uses them; the
+    backup's archive path is taken from the last line of its output.
+    """
 
     apply: str = "apply -y"
-    status: str = "status"
-    status_json: str = "status --json"
-    doctor: str = "doctor"
-    version_json: str = "version --json"
-    logs: str = "logs {service} -n {lines}"
     no_change_marker: str = "No configuration changes detected"
+    version: str = "version --json"
+    restart: str | None = None
+    stop: str | None = None
+    start: str | None = None
+    kill: str | None = None
+    remove: str | None = None
+    up: str | None = None
+    down: str | None = None
+    backup: str | None = None
+    restore: str | None = None
+    logs: str | None = None
+    """e.g. "logs {service} -n 200": captured for every expected service on a failure."""
+    diagnostics: tuple[tuple[str, str], ...] = ()
+    """(file name, read-only verb) pairs captured on a failure, e.g. ("doctor.txt", "doctor")."""
 
 
 @dataclass(frozen=True)
-class StatusShape:
-    """Where the status JSON keeps per-service state, and which state counts as running."""
+class ConfigFile:
+    """The file the user edits and gate renders scenarios into, and its format (a name in
+    boxtool's FORMATS: "json", or "env" for KEY=value files; docs/writing-a-matrix.md)."""
 
-    services: str = "services"
-    state_field: str = "state"
-    running: str = "running"
-    pid_field: str = "pid"
-    started_field: str = "started"
+    path: str = "config.json"
+    format: str = "json"
 
 
 @dataclass(frozen=True)
@@ -175,47 +207,27 @@ class StackContract:
     """Everything the gate needs to know about one stack."""
 
     name: str
+    control: str
+    """The control command, run from the stack dir (the inventory's `control` overrides it)."""
     expected_services: Callable[[Config], frozenset[str]]
-    posture: Callable[[Config], Mapping[str, str]]
-    dashboard: Dashboard
-    secrets: Secrets
-    api_checks: tuple[ApiCheck, ...] = ()
+    probes: tuple[Probe, ...] = ()
+    checks: tuple[Check, ...] = ()
     counters: tuple[Increasing, ...] = ()
-    commands: Commands = field(default_factory=Commands)
-    status: StatusShape = field(default_factory=StatusShape)
-    config_file: str = "config.json"
+    status: Status = field(default_factory=Status)
+    services: Services = field(default_factory=Services)
+    secrets: Secrets = field(default_factory=Secrets)
+    actions: Actions = field(default_factory=Actions)
+    config: ConfigFile = field(default_factory=ConfigFile)
     env_file: str = ".env"
+    facts: Mapping[str, str] = field(default_factory=dict)
+    """Defaults of run-wide facts (`fact(...)`); the inventory and --fact override them."""
     log_lines: int = 200
 
-
-def fit_contract(contract: StackContract, cfg: Config, source: object, workers: int = 0) -> None:
-    """Evaluate everything the contract derives from a config; a misfit is one usage line.
-
-    A contract that names a config path the box lacks would otherwise fail deep inside a
-    run as an internal error; this runs before the first change.
-    """
-    ctx = Context(config=cfg, workers=workers)
-    parts: list[tuple[str, Callable[[], Any]]] = [
-        ("expected_services", lambda: contract.expected_services(cfg)),
-        ("posture", lambda: contract.posture(cfg)),
-        ("dashboard.url", lambda: contract.dashboard.url(cfg)),
-        ("dashboard.secure_flag", lambda: contract.dashboard.secure_flag(cfg)),
-    ]
-    parts += [(f"api check {c.name!r}", _fitter(c, cfg, ctx)) for c in contract.api_checks]
-    for what, evaluate in parts:
-        try:
-            evaluate()
-        except KeyError as exc:
-            raise UsageError(
-                f"{source}: contract {contract.name!r} does not fit the box: {what} needs "
-                f"config path {exc.args[0]!r}, which the box's {contract.config_file} lacks"
-            ) from None
-        except Exception as exc:  # the user's code: any error is a misfit, said in one line
-            raise UsageError(
-                f"{source}: contract {contract.name!r} does not fit the box: {what}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from None
-
-
-def _fitter(check: ApiCheck, cfg: Config, ctx: Context) -> Callable[[], Any]:
-    return lambda: check.applies(cfg) and check.expect.expected(ctx)
+    def probe(self, name: str) -> Probe:
+        """The probe called `name` (the status command is `STATUS`)."""
+        if name == STATUS:
+            return self.status
+        for probe in self.probes:
+            if probe.name == name:
+                return probe
+        raise KeyError(name)

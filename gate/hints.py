@@ -1,7 +1,7 @@
 """The commands the gate prints as hints (reproduce, recover, keep): runnable as printed.
 
 A hint carries every flag that chose the box and the contract in this run (inventory,
-dir, control, known_hosts, matrix, out, workers, facts), so running it reaches the same
+dir, control, known_hosts, matrix, out, facts), so running it reaches the same
 box under the same contract, from the same working directory. A fact whose value holds a
 credential is never printed: the hint names a shell variable for it and says to set it.
 """
@@ -23,8 +23,6 @@ def gate_command(opts: Options, *extra: str, matrix: Path | str | None = None) -
     contract = Path(matrix) if matrix is not None else opts.matrix_file
     words += _unless_default("--matrix", contract, DEFAULTS["matrix"])
     words += _unless_default("--out", opts.out, DEFAULTS["out"])
-    if opts.workers is not None:
-        words += ["--workers", str(opts.workers)]
     text = shlex.join([*words, *extra])
     secret = sorted(k for k, v in opts.facts.items() if redact(v) != v)
     for key, value in sorted(opts.facts.items()):

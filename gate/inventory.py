@@ -23,9 +23,8 @@ from typing import Any
 
 from gate.errors import UsageError
 
-DEFAULT_CONTROL = "./stackctl"
-DEFAULT_WORKERS = 2
 KNOWN_HOSTS_FILE = "known_hosts"
+MOVED = {"workers": 'run-wide values are facts now: put `workers = "2"` under [requirements]'}
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -37,7 +36,6 @@ _KEYS = {
     "identity": str,
     "dir": str,
     "control": str,
-    "workers": int,
     "known_hosts": str,
     "requirements": dict,
 }
@@ -57,8 +55,8 @@ class HostSpec:
     user: str | None = None
     identity: Path | None = None
     dir: str = ""
-    control: str = DEFAULT_CONTROL
-    workers: int = DEFAULT_WORKERS
+    control: str = ""
+    """The control command; empty: the contract's own (StackContract.control)."""
     known_hosts: Path | None = None
     requirements: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     local: bool = False
@@ -171,8 +169,7 @@ def load_inventory(name: str, inventory_dir: Path) -> HostSpec:
         user=data.get("user"),
         identity=_expand(data.get("identity")),
         dir=_required_dir(data, path),
-        control=_non_empty(data, "control", DEFAULT_CONTROL, path),
-        workers=_workers(data, path),
+        control=_non_empty(data, "control", "(contract)", path) if "control" in data else "",
         known_hosts=_known_hosts(data.get("known_hosts"), inventory_dir),
         requirements=_requirements(data.get("requirements", {}), path),
     )
@@ -193,6 +190,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _check_keys(data: dict[str, Any], path: Path) -> None:
     for key, value in data.items():
         expected = _KEYS.get(key)
+        if key in MOVED:
+            raise UsageError(f"{path}: {key!r} is no inventory key any more: {MOVED[key]}")
         if expected is None:
             known = ", ".join(sorted(_KEYS))
             raise UsageError(f"{path}: unknown key {key!r} (known keys: {known})")
@@ -212,13 +211,6 @@ def _non_empty(data: dict[str, Any], key: str, default: str, path: Path) -> str:
     if not value.strip():
         raise UsageError(f"{path}: {key} must not be empty")
     return value
-
-
-def _workers(data: dict[str, Any], path: Path) -> int:
-    workers: int = data.get("workers", DEFAULT_WORKERS)
-    if workers < 0:
-        raise UsageError(f"{path}: workers must be 0 or more, got {workers}")
-    return workers
 
 
 def _expand(value: str | None) -> Path | None:

@@ -40,6 +40,9 @@ class Axis:
 
     path: str
     values: tuple[Any, ...]
+    touches: tuple[str, ...] | None = None
+    """The services a change of this axis may recreate; every other one must keep its pid.
+    None: not declared (a change of this axis is not held to a scope)."""
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
-"""Reading the box's live state into `Reading`s that the check battery judges.
+"""Running the contract's probes on the box into `Reading`s that the check battery judges.
 
-Each function asks one raw source (the stack's status command, the dashboard API on the
-box, the rendered env file, the port itself) and never raises, not for a bad answer and
-not for a link that is gone: it says whether the gate could not ask or the box answered
-badly, so the checks read before a drop keep their verdicts.
+Every probe runs through boxtool on the box, so a secret it needs (an auth header, a
+command's environment) is read there and its output is scrubbed there. A read never
+raises, not for a bad answer and not for a link that is gone: it says whether the gate
+could not ask or the box answered badly, so the checks read before a drop keep their
+verdicts.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import jmespath
 
@@ -19,27 +19,63 @@ from gate.box import Box
 from gate.checks import Reading
 from gate.contract import Config
 from gate.errors import Unreachable
+from gate.probes import (
+    CaFile,
+    Command,
+    File,
+    Http,
+    InsecureLoopback,
+    Port,
+    Probe,
+    Status,
+    at,
+)
+from gate.result import Result
+
+HTTP_TIMEOUT = 10.0
+INSECURE_NOTE = "TLS not verified (declared InsecureLoopback)"
 
 
-def read_status(box: Box) -> tuple[Reading[int], Reading[Mapping[str, Any]]]:
-    """The status command's exit code and its JSON, read in one call."""
-    try:
-        result = box.control(box.contract.commands.status_json, timeout=30)
-    except Unreachable as exc:  # the link dropped and could not be re-established
-        lost: Reading[Any] = Reading(lost=exc)
-        return lost, lost
-    if result.lost is not None:
-        lost = Reading(lost=result.lost)
-        return lost, lost
+def read_status(box: Box) -> tuple[Reading[int], Reading[Any]]:
+    """The status command's exit code and its JSON (an object or a list), in one call."""
+    command = box.contract.status.command
+    result = _asked(lambda: box.control(command, timeout=30))
+    if isinstance(result, Reading):
+        return result, result
     code: Reading[int] = Reading(value=result.exit_code)
+    return code, _json(result.stdout or result.stderr, f"`{command}`")
+
+
+def _asked(run: Any) -> Result | Reading[Any]:
+    """The command's result, or a could-not-ask reading."""
     try:
-        data = json.loads(result.stdout)
+        result: Result = run()
+    except Unreachable as exc:  # the link dropped and could not be re-established
+        return Reading(lost=exc)
+    return Reading(lost=result.lost) if result.lost is not None else result
+
+
+def _json(text: str, source: str) -> Reading[Any]:
+    try:
+        data = json.loads(text)
     except ValueError:
-        shown = result.stdout.strip()[:120] or result.stderr.strip()[:120]
-        return code, Reading(error=f"status --json printed no JSON: {shown!r}")
-    if not isinstance(data, Mapping):
-        return code, Reading(error="status --json is not a JSON object")
-    return code, Reading(value=data)
+        return Reading(error=f"{source} printed no JSON: {text.strip()[:120]!r}")
+    if not isinstance(data, dict | list):
+        return Reading(error=f"{source} printed {type(data).__name__}, not an object or list")
+    return Reading(value=data)
+
+
+def read_probe(box: Box, probe: Probe, cfg: Config) -> Reading[Any]:
+    """One probe's answer as JSON-shaped data, or why there is none."""
+    if isinstance(probe, Status):
+        return read_status(box)[1]
+    if isinstance(probe, Http):
+        return read_http(box, probe, cfg)
+    if isinstance(probe, Command):
+        return read_command(box, probe, cfg)
+    if isinstance(probe, Port):
+        return read_json_tool(box, "port", probe.host, str(at(probe.port, cfg)))
+    return read_file(box, probe, cfg)
 
 
 def read_json_tool(box: Box, *args: str) -> Reading[Any]:
@@ -52,8 +88,63 @@ def read_json_tool(box: Box, *args: str) -> Reading[Any]:
         return Reading(error=str(exc))
 
 
+def http_args(probe: Http, cfg: Config, *, with_auth: bool = True) -> list[str]:
+    """boxtool http's arguments: the URL, and the header to read from the env file there."""
+    args = [at(probe.url, cfg), str(HTTP_TIMEOUT)]
+    if probe.auth is not None and with_auth:
+        auth = probe.auth
+        args += ["--header", auth.name, "--template", auth.template, "--env-key", auth.env_key]
+    tls = at(probe.tls, cfg)
+    if isinstance(tls, CaFile):
+        args += ["--ca", tls.path]
+    elif isinstance(tls, InsecureLoopback):
+        args += ["--insecure"]
+    return args
+
+
+def fetch(box: Box, probe: Http, cfg: Config, *, with_auth: bool = True) -> Reading[Any]:
+    """boxtool http's raw answer: {code, body, error}."""
+    return read_json_tool(box, "http", *http_args(probe, cfg, with_auth=with_auth))
+
+
+def read_http(box: Box, probe: Http, cfg: Config) -> Reading[Any]:
+    """The endpoint's JSON body; anything but HTTP 200 with JSON is a bad answer."""
+    answer = fetch(box, probe, cfg)
+    if not answer.usable:
+        return answer
+    reply: Mapping[str, Any] = answer.value or {}
+    note = INSECURE_NOTE if isinstance(at(probe.tls, cfg), InsecureLoopback) else ""
+    if reply.get("error"):
+        return Reading(error=f"{probe.name} did not answer: {reply['error']}")
+    if reply.get("code") != 200:
+        return Reading(error=f"{probe.name} answered HTTP {reply.get('code')}")
+    body = _json(str(reply.get("body", "")), probe.name)
+    return Reading(value=body.value, error=body.error, note=note)
+
+
+def read_command(box: Box, probe: Command, cfg: Config) -> Reading[Any]:
+    """The command's output: JSON, one text, or its lines; a non-zero exit is a bad answer."""
+    command = at(probe.command, cfg).replace("{control}", box.host.control)
+    pairs = [f"{variable}={key}" for variable, key in sorted(probe.env.items())]
+    result = _asked(lambda: box.run(command, timeout=30, env_from=pairs))
+    if isinstance(result, Reading):
+        return result
+    if not result.ok:
+        said = (result.stderr or result.stdout).strip()[-160:]
+        return Reading(error=f"{probe.name}: exit {result.exit_code}: {said}")
+    if probe.output == "json":
+        return _json(result.stdout, probe.name)
+    if probe.output == "lines":
+        return Reading(value=[ln.strip() for ln in result.stdout.splitlines() if ln.strip()])
+    return Reading(value=result.stdout.strip())
+
+
+def read_file(box: Box, probe: File, cfg: Config) -> Reading[Any]:
+    return read_json_tool(box, "file", at(probe.path, cfg), probe.format)
+
+
 def read_config(box: Box) -> Reading[Config]:
-    """config.json with its secret paths masked on the box."""
+    """The config (any format, as JSON) with its secret paths masked on the box."""
     return read_json_tool(box, "config")
 
 
@@ -61,43 +152,14 @@ def read_fingerprints(box: Box) -> Reading[Mapping[str, Mapping[str, str]]]:
     return read_json_tool(box, "fingerprint")
 
 
-def read_env(box: Box, keys: list[str]) -> Reading[Mapping[str, Any]]:
-    return read_json_tool(box, "env", *keys)
+def read_in_use(box: Box) -> Reading[list[dict[str, Any]]]:
+    """For each declared secret use: is the secret present in its file (compared on the box)."""
+    return read_json_tool(box, "inuse")
 
 
-def read_api(box: Box, cfg: Config, timeout: float = 10.0) -> Reading[Any]:
-    """The dashboard API, fetched on the box with the token read on the box."""
-    dashboard = box.contract.dashboard
-    answer = read_json_tool(box, "api", dashboard.url(cfg), dashboard.token_env_key, str(timeout))
-    if not answer.usable:
-        return answer
-    reply: Mapping[str, Any] = answer.value or {}
-    if reply.get("error"):
-        return Reading(error=f"dashboard did not answer: {reply['error']}")
-    if reply.get("code") != 200:
-        return Reading(error=f"dashboard answered HTTP {reply.get('code')}")
-    try:
-        return Reading(value=json.loads(reply.get("body", "")))
-    except ValueError:
-        body = str(reply.get("body", ""))[:80]
-        return Reading(error=f"dashboard answered something that is not JSON: {body!r}")
-
-
-def read_scheme(box: Box, cfg: Config) -> Reading[str]:
-    """Which scheme the dashboard port really speaks."""
-    url = urlsplit(box.contract.dashboard.url(cfg))
-    try:
-        result = box.tool("scheme", url.hostname or "127.0.0.1", str(url.port or 443))
-    except Unreachable as exc:
-        return Reading(lost=exc)
-    if result.lost is not None:
-        return Reading(lost=result.lost)
-    return Reading(value=result.stdout.strip())
-
-
-def counter(api: Reading[Any], expression: str) -> float | None:
-    """A numeric counter from an API reading, or None."""
-    if not api.usable:
+def counter(reading: Reading[Any], expression: str) -> float | None:
+    """A numeric counter from a probe's reading, or None."""
+    if not reading.usable:
         return None
-    value = jmespath.search(expression, api.value)
+    value = jmespath.search(expression, reading.value)
     return value if isinstance(value, int | float) and not isinstance(value, bool) else None

@@ -45,7 +45,6 @@ class Options:
     list_only: bool = False
     out: Path = Path("results")
     json: bool = False
-    workers: int | None = None
     accept_new_host_key: bool = False
     scenarios: tuple[str, ...] = ()
     keep: bool = False

@@ -22,7 +22,7 @@ from gate.checks import (
     check_services_running,
 )
 from gate.errors import BoxDirty, Unreachable
-from gate.observe import read_config, read_fingerprints, read_status
+from gate.observe import read_config, read_fingerprints, read_probe
 from gate.snapshot import BASELINE_CONFIG, Baseline, config_sha256, write_state
 from gate.target import quote
 
@@ -39,9 +39,9 @@ def restore_and_prove(run: Run, baseline: Baseline) -> None:
     run.console.phase("restore", "baseline config back, apply, prove")
     try:
         answered(
-            box.run(f"cp -p {BASELINE_CONFIG} {quote(box.contract.config_file)}", kind=Kind.MUTATE)
+            box.run(f"cp -p {BASELINE_CONFIG} {quote(box.contract.config.path)}", kind=Kind.MUTATE)
         )
-        apply = box.contract.commands.apply
+        apply = box.contract.actions.apply
         applied = answered(box.control(apply, kind=Kind.MUTATE, timeout=APPLY_TIMEOUT))
         run.artifacts.write_text("restore/apply.log", applied.stdout + applied.stderr)
         proof = [_applied(applied.ok, applied.exit_code)]
@@ -86,17 +86,18 @@ def prove(run: Run, baseline: Baseline) -> list[CheckRecord]:
     ready = wait_ready(box, cfg.value, READY_TIMEOUT, run.console.waiting)
     records = [ready, _config_identical(box, baseline)]
     records.append(check_secrets_kept(baseline.fingerprints, read_fingerprints(box)))
-    _code, status = read_status(box)
+    spec = box.contract.services
+    listed = read_probe(box, box.contract.probe(spec.probe), cfg.value)
     services = frozenset(baseline.services)
-    again = check_services_running(status, services, box.contract.status)
+    again = check_services_running(listed, services, spec)
     again.name = "services: the baseline's running again"
-    beyond = check_no_unexpected(status, services, box.contract.status)
+    beyond = check_no_unexpected(listed, services, spec)
     beyond.name = "services: none beyond the baseline's"
     records += [again, beyond]
     for record in records:
         record.name = f"restore: {record.name}"
     if ready.verdict is Verdict.PASS:
-        checks = battery(box, cfg.value, run.ctx.host.workers, observe=run.console.waiting)
+        checks = battery(box, cfg.value, run.ctx.facts, observe=run.console.waiting)
         for record in checks:
             record.name = f"{BATTERY}{record.name}"
         records += checks

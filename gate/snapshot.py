@@ -68,9 +68,9 @@ class Baseline:
 
 def config_sha256(box: Box) -> str:
     """sha256 of the config file's bytes, computed on the box."""
-    result = answered(box.run(f"sha256sum {quote(box.contract.config_file)}"))
+    result = answered(box.run(f"sha256sum {quote(box.contract.config.path)}"))
     if not result.ok or not result.stdout.strip():
-        raise PreflightError(f"cannot read {box.contract.config_file} on the box")
+        raise PreflightError(f"cannot read {box.contract.config.path} on the box")
     return result.stdout.split()[0]
 
 
@@ -91,7 +91,7 @@ def write_state(box: Box, state: str, run_id: str, **details: Any) -> None:
 
 def store_baseline(box: Box, baseline: Baseline) -> None:
     """Keep the baseline on the box: the exact config bytes, and the record beside them."""
-    cfg = quote(box.contract.config_file)
+    cfg = quote(box.contract.config.path)
     answered(
         box.run(
             f"mkdir -p {BASELINE_DIR} && chmod 700 {BASELINE_DIR} && "

@@ -25,7 +25,6 @@ COMMON: tuple[Flag, ...] = (
     Flag("scenario", "run only this scenario (repeatable)", "repeat", "NAME"),
     Flag("out", "where results/<run-id>/ goes (default results)", "path", "DIR"),
     Flag("json", "print summary.json to stdout at the end"),
-    Flag("workers", "workers expected online (default: inventory, else 2)", "int", "N"),
     Flag("accept_new_host_key", "trust and record an unknown host key"),
     Flag("keep", "leave the box on the last scenario (no final restore)"),
     Flag("strict", "fail on any skip of class missing, or a run that checked nothing"),
@@ -58,7 +57,6 @@ def options_from(raw: Mapping[str, Any]) -> Options:
         scenarios=tuple(given.get("scenario", ())),
         out=Path(given.get("out", "results")),
         json=bool(given.get("json")),
-        workers=_count("--workers", given["workers"]) if "workers" in given else None,
         accept_new_host_key=bool(given.get("accept_new_host_key")),
         keep=bool(given.get("keep")),
         strict=bool(given.get("strict")),
@@ -69,14 +67,6 @@ def options_from(raw: Mapping[str, Any]) -> Options:
         inventory_dir=Path(given.get("inventory", "inventory")),
         phases=frozenset(name for name in phase_flags if given.get(name)),
     )
-
-
-def _count(flag: str, value: object) -> int:
-    """A whole number of 0 or more: `--workers abc` is a usage line, not a traceback."""
-    text = str(value).strip()
-    if not text.isdigit():
-        raise UsageError(f"{flag} takes a whole number of 0 or more, not {value!r}")
-    return int(text)
 
 
 def parse_facts(pairs: Any) -> dict[str, str]:

@@ -4,35 +4,54 @@ from __future__ import annotations
 
 from typing import TextIO
 
+from gate.contract import StackContract
 from gate.errors import ExitCode
+from gate.fit import check_declarations
 from gate.matrix import describe, validate_matrix
+from gate.observed import observers
 from gate.options import Options, load_contract_file
 from gate.phases import Phase, registered
+from gate.probes import Http
 
 
 def list_plan(opts: Options, stream: TextIO) -> int:
-    """The phases in run order, the check battery, the scenarios and their coverage."""
+    """The phases in run order, the check battery, the scenarios, their coverage, and which
+    checks observe each axis."""
     stack = load_contract_file(opts.matrix_file)
     contract = stack.contract
+    check_declarations(contract, opts.matrix_file)
     lines = [f"stack: {contract.name} ({opts.matrix_file})"]
     lines.append("phases (in run order): " + ", ".join(_phase(p) for p in registered()))
-    lines += ["check battery:"]
-    lines += [
+    lines += ["check battery:", *battery_lines(contract)]
+    if stack.matrix is not None:
+        matrix = validate_matrix(stack.matrix)
+        lines += describe(matrix, opts.facts)
+        lines.append("axes observed by (checks whose expectation follows the axis):")
+        for path, names in observers(matrix, contract, None, contract.facts).items():
+            lines.append(f"  {path:<24} {', '.join(names) if names else 'UNOBSERVED'}")
+    stream.write("\n".join(lines) + "\n")
+    return ExitCode.PASSED
+
+
+def battery_lines(contract: StackContract) -> list[str]:
+    """The built-ins, then each declared check with its probe and expectation."""
+    lines = [
         "  services: every expected service running",
         "  services: no unexpected service",
         "  status: exit code 0",
     ]
-    for check in contract.api_checks:
+    for check in contract.checks:
         kind = f"converges within {check.converges:g}s" if check.converges else "settled"
-        lines.append(
-            f"  api: {check.name}  [{check.expression} {type(check.expect).__name__}, {kind}]"
-        )
-    lines += [f"  api: {c.name}  [{c.expression} increases]" for c in contract.counters]
-    lines += ["  posture: env settings match config", "  posture: dashboard scheme matches config"]
-    if stack.matrix is not None:
-        lines += describe(validate_matrix(stack.matrix), opts.facts)
-    stream.write("\n".join(lines) + "\n")
-    return ExitCode.PASSED
+        expect = type(check.expect).__name__
+        lines.append(f"  {check.probe}: {check.name}  [{check.expression} {expect}, {kind}]")
+    lines += [f"  {c.probe}: {c.name}  [{c.expression} increases]" for c in contract.counters]
+    lines += [
+        f"  auth: {p.name} refuses a request without credentials"
+        for p in contract.probes
+        if isinstance(p, Http) and p.auth is not None
+    ]
+    lines += [f"  secrets: {u.secret} in use in {u.file}" for u in contract.secrets.in_use]
+    return lines
 
 
 def _phase(phase: Phase) -> str:

@@ -9,7 +9,6 @@ refused with the command that names the right one.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +23,8 @@ from gate.checks import (
     service_states,
 )
 from gate.errors import BoxDirty, UsageError
-from gate.observe import read_fingerprints, read_status
+from gate.observe import read_fingerprints, read_probe, read_status
+from gate.probes import STATUS
 from gate.snapshot import (
     Baseline,
     config_sha256,
@@ -95,8 +95,14 @@ def take_baseline(run: Run) -> Baseline | None:
     box = run.box
     run.console.phase("baseline", "config bytes, secret fingerprints, services (kept on the box)")
     code, status = read_status(box)
+    spec = box.contract.services
+    services = (
+        status
+        if spec.probe == STATUS
+        else read_probe(box, box.contract.probe(spec.probe), run.config)
+    )
     prints = read_fingerprints(box)
-    records = [check_status_exit(code), _status_readable(status, run)]
+    records = [check_status_exit(code), _services_readable(services, run)]
     records.append(check_secrets_present(prints))
     for record in records:
         record.phase, record.name = "baseline", f"baseline: {record.name}"
@@ -104,14 +110,14 @@ def take_baseline(run: Run) -> Baseline | None:
     if any(r.verdict is not Verdict.PASS for r in records):
         run.note("the box is not healthy before the run: nothing was changed", "bold red")
         return None
-    assert status.value is not None and prints.value is not None
-    running = service_states(status.value, box.contract.status)
+    assert services.value is not None and prints.value is not None
+    running = service_states(services.value, box.contract.services)
     passing = passing_checks(run)
     baseline = Baseline(
         run_id=run.ctx.run_id,
         config_sha256=config_sha256(box),
         fingerprints=prints.value,
-        services=sorted(s for s, st in running.items() if st == box.contract.status.running),
+        services=sorted(s for s, st in running.items() if st == box.contract.services.running),
         contract=run.ctx.contract_file.identity,
         passing=passing,
     )
@@ -126,18 +132,19 @@ def take_baseline(run: Run) -> Baseline | None:
 
 def passing_checks(run: Run) -> list[str]:
     """The battery against the box as it is: what the restore must bring back to green."""
-    records = battery(run.box, run.config, run.ctx.host.workers, observe=run.console.waiting)
+    records = battery(run.box, run.config, run.ctx.facts, observe=run.console.waiting)
     return sorted(r.name for r in records if r.verdict is Verdict.PASS)
 
 
-def _status_readable(status: Reading[Mapping[str, Any]], run: Run) -> CheckRecord:
-    """The status JSON lists services in the shape the contract declares."""
-    name = "status: JSON lists services"
-    want = f"an object at {run.box.contract.status.services}"
-    if (early := from_reading(name, status, want)) is not None:
+def _services_readable(reading: Reading[Any], run: Run) -> CheckRecord:
+    """The services probe lists services in the shape the contract declares."""
+    spec = run.box.contract.services
+    name = f"{spec.probe}: lists services"
+    want = f"an object or list at {spec.at}"
+    if (early := from_reading(name, reading, want)) is not None:
         return early
     try:
-        states = service_states(status.value or {}, run.box.contract.status)
+        states = service_states(reading.value, spec)
     except ValueError as exc:
         return CheckRecord(name, Verdict.FAIL, want, "unreadable", str(exc))
     return CheckRecord(name, Verdict.PASS, want, f"{len(states)} services", "")

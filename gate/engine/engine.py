@@ -22,11 +22,12 @@ from typing import Any, TextIO
 
 from gate.artifacts import Artifacts, new_run_id
 from gate.box import Box, answered
-from gate.contract import fit_contract
+from gate.contract import StackContract
 from gate.engine.baseline import check_identity, refuse_dirty, take_baseline
 from gate.engine.results import write_manifest, write_results
 from gate.engine.run import Run, RunContext
 from gate.errors import BoxDirty, ExitCode, GateError, PreflightError, UsageError
+from gate.fit import check_declarations, fit_contract
 from gate.inventory import HostSpec, load_inventory_spec, local_spec, resolve_host
 from gate.lock import BoxLock, lock_grace
 from gate.matrix import validate_matrix
@@ -62,10 +63,11 @@ def main(
     console = Console(redactor, stream)
     try:
         contract_file = load_contract_file(opts.matrix_file)
+        check_declarations(contract_file.contract, opts.matrix_file)
         phases = tuple(select(opts))
         if any(p.flag is None for p in phases) and not opts.recover:
             validate_matrix(contract_file.matrix).select(opts.scenarios)
-        host = resolve(opts)
+        host = resolve(opts, contract_file.contract)
         grace = lock_grace()
     except UsageError as exc:
         console.line(f"gate: {exc}", "bold red")
@@ -78,8 +80,9 @@ def main(
     return Engine(run, target).execute()
 
 
-def resolve(opts: Options) -> HostSpec:
-    """The host spec the options name, with --dir, --control, --workers and --known-hosts."""
+def resolve(opts: Options, contract: StackContract) -> HostSpec:
+    """The host spec the options name, with --dir, --control and --known-hosts; the control
+    command is --control, else the inventory's, else the contract's."""
     if opts.local:
         spec = load_inventory_spec(opts.host, opts.inventory_dir) if opts.host else None
         spec = replace(spec, local=True) if spec else local_spec(opts.dir or "")
@@ -88,8 +91,7 @@ def resolve(opts: Options) -> HostSpec:
         spec = resolve_host(opts.host, opts.inventory_dir)
     changes: dict[str, Any] = {
         "dir": opts.dir,
-        "control": opts.control,
-        "workers": opts.workers,
+        "control": opts.control or spec.control or contract.control,
         "known_hosts": opts.known_hosts,
     }
     spec = replace(spec, **{k: v for k, v in changes.items() if v is not None})
@@ -169,7 +171,7 @@ class Engine:
             raise cfg.lost
         if cfg.error or cfg.value is None:
             raise PreflightError(f"cannot read the stack's config: {cfg.error}")
-        fit_contract(self.run.box.contract, cfg.value, self.ctx.contract_file.path)
+        fit_contract(self.run.box.contract, cfg.value, self.ctx.contract_file.path, self.ctx.facts)
         self.run.config = cfg.value
 
     def _mutating(self) -> None:
@@ -247,7 +249,7 @@ def preflight(box: Box) -> Any:
     if missing:
         raise PreflightError(f"{box.host.name} lacks needed tools: {', '.join(missing)}")
     box.install_tool()
-    version = answered(box.control(box.contract.commands.version_json, timeout=30))
+    version = answered(box.control(box.contract.actions.version, timeout=30))
     if not version.ok:
         why = (version.stderr or version.stdout).strip()[:160]
         raise PreflightError(
@@ -255,5 +257,5 @@ def preflight(box: Box) -> Any:
         )
     try:
         return json.loads(version.stdout)
-    except ValueError:
-        return {"raw": version.stdout.strip()[:200]}
+    except ValueError:  # a text version (the contract may declare one): kept as said
+        return {"text": version.stdout.strip()[:200]}

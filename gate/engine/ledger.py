@@ -30,6 +30,8 @@ class Ledger:
     records: list[CheckRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     items: list[dict[str, str]] = field(default_factory=list)
+    observers: dict[str, list[str]] = field(default_factory=dict)
+    """Matrix axis -> the checks whose expectation depends on it (empty: unobserved)."""
     error: BaseException | None = None
     signal: int | None = None
     """The first signal received, even one that arrived after the last command."""

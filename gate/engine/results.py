@@ -54,6 +54,8 @@ def write_results(run: Run, exit_code: int) -> None:
         "strict_failures": ledger.strict_failures() if ctx.opts.strict else [],
         "notes": ledger.notes,
         "scenarios": ledger.items,
+        "axes_observed_by": ledger.observers,
+        "unobserved_axes": [axis for axis, names in ledger.observers.items() if not names],
         STARTED: run.started,
         "ended": time.time(),
         "counts": ledger.counts(),

@@ -36,7 +36,9 @@ class RunContext:
 
     @property
     def facts(self) -> Mapping[str, str]:
-        return {**self.host.requirements, **self.opts.facts}
+        """Run-wide facts: the contract's defaults, the inventory's [requirements], --fact."""
+        defaults = self.contract_file.contract.facts
+        return {**defaults, **self.host.requirements, **self.opts.facts}
 
     @property
     def mutates(self) -> bool:

@@ -35,7 +35,7 @@ class CheckPhase(Phase):
         run.add(check_secrets_present(prints))
         run.journal_note("baseline", config_sha256=config_sha256(box), secrets=_count(prints))
         run.console.phase("check", f"{box.contract.name} as configured")
-        records = battery(box, run.config, run.ctx.host.workers, observe=run.console.waiting)
+        records = battery(box, run.config, run.ctx.facts, observe=run.console.waiting)
         for record in records:
             run.add(record)
         if any(r.verdict is Verdict.FAIL for r in records):

@@ -10,20 +10,34 @@ from gate.checks import (
     Reading,
     SkipClass,
     Verdict,
-    check_api_field,
+    check_auth_refused,
+    check_field,
+    check_in_use,
     check_no_unexpected,
-    check_posture,
-    check_scheme,
     check_secrets_kept,
     check_secrets_present,
     check_services_running,
     check_status_exit,
     worst,
 )
-from gate.contract import ApiCheck, AtLeast, Context, Equals, StatusShape, config, option
+from gate.contract import (
+    Absent,
+    AtLeast,
+    Check,
+    Context,
+    Equals,
+    InUse,
+    Matches,
+    OneOf,
+    Services,
+    config,
+    fact,
+)
 from gate.errors import Unreachable
+from gate.expect import vacuous
 
-SHAPE = StatusShape()
+SHAPE = Services()
+LISTED = Services(at="services", name="name", pid="pid")
 EXPECTED = frozenset({"node", "pool", "worker-1"})
 
 
@@ -82,8 +96,9 @@ def test_could_not_ask_is_inconclusive_never_pass() -> None:
         check_services_running(lost, EXPECTED, SHAPE),
         check_no_unexpected(lost, EXPECTED, SHAPE),
         check_status_exit(lost),
-        check_posture(lost, {"A": "1"}),
-        check_scheme(lost, True),
+        check_field(lost, Check("x", "api", "x", Equals(1)), CTX),
+        check_auth_refused("api", lost),
+        *check_in_use(lost, (InUse("A_TOKEN", "conf/a"),)),
         check_secrets_present(lost),
     ):
         assert record.verdict is Verdict.INCONCLUSIVE, record.name
@@ -95,7 +110,32 @@ def test_garbage_status_is_a_clear_failure() -> None:
     assert record.verdict is Verdict.FAIL
     assert "no JSON" in record.evidence
     wrong_shape: Reading[Any] = Reading(value={"services": ["node"]})
-    assert check_services_running(wrong_shape, EXPECTED, SHAPE).verdict is Verdict.FAIL
+    record = check_services_running(wrong_shape, EXPECTED, SHAPE)
+    assert record.verdict is Verdict.FAIL
+    assert record.evidence == (
+        "probe status 'services' holds node, not an object with 'state' and 'name'"
+    )
+    no_services: Reading[Any] = Reading(value={"overall": "ok"})
+    record = check_services_running(no_services, EXPECTED, SHAPE)
+    assert record.evidence == "probe status has no services object or list at 'services'"
+
+
+def test_a_list_shaped_status_is_read_by_name() -> None:
+    entries = [{"name": "node", "state": "running", "pid": 4}, {"name": "pool", "state": "running"}]
+    listed: Reading[Any] = Reading(
+        value={"services": [*entries, {"name": "worker-1", "state": "exited"}]}
+    )
+    record = check_services_running(listed, EXPECTED, LISTED)
+    assert (record.verdict, record.evidence) == (Verdict.FAIL, "worker-1 is exited")
+    top_level: Reading[Any] = Reading(value=entries)
+    assert (
+        check_no_unexpected(top_level, frozenset({"node", "pool"}), Services(at="@")).verdict
+        is Verdict.PASS
+    )
+    assert (
+        check_no_unexpected(top_level, frozenset({"node"}), Services(at="@")).evidence
+        == "unexpected: pool"
+    )
 
 
 @pytest.mark.parametrize(
@@ -105,69 +145,109 @@ def test_status_exit_code_must_be_exactly_zero(code: int, verdict: Verdict) -> N
     assert check_status_exit(Reading(value=code)).verdict is verdict
 
 
-CTX = Context(config={"pool": {"tier": "mini"}, "node": {"compact": False}}, workers=2)
+CTX = Context(config={"pool": {"tier": "mini"}, "node": {"compact": False}}, facts={"workers": "2"})
 
 
-def test_api_field_equals_config_value() -> None:
-    check = ApiCheck("tier", "pool.tier", Equals(config("pool.tier")))
+def test_field_equals_config_value() -> None:
+    check = Check("tier", "api", "pool.tier", Equals(config("pool.tier")))
     assert (
-        check_api_field(Reading(value={"pool": {"tier": "mini"}}), check, CTX).verdict
-        is Verdict.PASS
+        check_field(Reading(value={"pool": {"tier": "mini"}}), check, CTX).verdict is Verdict.PASS
     )
-    wrong = check_api_field(Reading(value={"pool": {"tier": "main"}}), check, CTX)
+    wrong = check_field(Reading(value={"pool": {"tier": "main"}}), check, CTX)
     assert wrong.verdict is Verdict.FAIL
     assert wrong.observed == '"main"'
 
 
 def test_false_is_not_missing_and_not_zero() -> None:
-    check = ApiCheck("compact", "node.compact", Equals(config("node.compact")))
+    check = Check("compact", "api", "node.compact", Equals(config("node.compact")))
     assert (
-        check_api_field(Reading(value={"node": {"compact": False}}), check, CTX).verdict
-        is Verdict.PASS
+        check_field(Reading(value={"node": {"compact": False}}), check, CTX).verdict is Verdict.PASS
     )
-    missing = check_api_field(Reading(value={"node": {}}), check, CTX)
+    missing = check_field(Reading(value={"node": {}}), check, CTX)
     assert (missing.verdict, missing.observed) == (Verdict.FAIL, "missing")
-    zero = check_api_field(Reading(value={"node": {"compact": 0}}), check, CTX)
+    zero = check_field(Reading(value={"node": {"compact": 0}}), check, CTX)
     assert zero.verdict is Verdict.FAIL
 
 
-def test_at_least_option_and_type_strictness() -> None:
-    check = ApiCheck("workers", "workers.online", AtLeast(option("workers")))
+def test_at_least_a_fact_and_type_strictness() -> None:
+    check = Check("workers", "api", "workers.online", AtLeast(fact("workers", int)))
     assert (
-        check_api_field(Reading(value={"workers": {"online": 2}}), check, CTX).verdict
-        is Verdict.PASS
+        check_field(Reading(value={"workers": {"online": 2}}), check, CTX).verdict is Verdict.PASS
     )
     assert (
-        check_api_field(Reading(value={"workers": {"online": 1}}), check, CTX).verdict
-        is Verdict.FAIL
+        check_field(Reading(value={"workers": {"online": 1}}), check, CTX).verdict is Verdict.FAIL
     )
-    as_text = check_api_field(Reading(value={"workers": {"online": "3"}}), check, CTX)
+    as_text = check_field(Reading(value={"workers": {"online": "3"}}), check, CTX)
     assert as_text.verdict is Verdict.FAIL
 
 
-def test_api_garbage_is_failed_with_evidence() -> None:
-    check = ApiCheck("tier", "pool.tier", Equals("mini"))
-    record = check_api_field(
-        Reading(error="dashboard answered something that is not JSON: '<html>'"), check, CTX
-    )
+def test_a_threshold_that_cannot_fail_is_named() -> None:
+    zero = Context(config={}, facts={"workers": "0"})
+    assert "holds for any count" in vacuous(AtLeast(fact("workers", int)), zero)
+    assert vacuous(AtLeast(fact("workers", int)), CTX) == ""
+    assert vacuous(OneOf(()), CTX) == "OneOf() of nothing can never hold"
+
+
+@pytest.mark.parametrize(
+    ("expect", "seen", "verdict"),
+    [
+        (OneOf(("mini", "main")), "main", Verdict.PASS),
+        (OneOf(("mini", "main")), "nano", Verdict.FAIL),
+        (OneOf((1, 2)), True, Verdict.FAIL),
+        (Matches(r"^allkeys-"), "allkeys-lru", Verdict.PASS),
+        (Matches(r"^allkeys-"), "noeviction", Verdict.FAIL),
+        (Matches(r"1"), 1, Verdict.FAIL),
+        (Absent(), None, Verdict.PASS),
+        (Absent(), False, Verdict.FAIL),
+        (Equals(["127.0.0.1"]), ["0.0.0.0"], Verdict.FAIL),
+        (Equals([True]), [1], Verdict.FAIL),
+    ],
+)
+def test_expectations(expect: Any, seen: Any, verdict: Verdict) -> None:
+    check = Check("x", "p", "x", expect)
+    value = {} if seen is None else {"x": seen}
+    assert check_field(Reading(value=value), check, CTX).verdict is verdict
+
+
+def test_garbage_is_failed_with_evidence_and_a_caveat_is_carried() -> None:
+    check = Check("tier", "api", "pool.tier", Equals("mini"))
+    record = check_field(Reading(error="api printed no JSON: '<html>'"), check, CTX)
     assert record.verdict is Verdict.FAIL
-    assert "not JSON" in record.evidence
+    assert "no JSON" in record.evidence
+    noted = check_field(
+        Reading(value={"pool": {"tier": "mini"}}, note="TLS not verified"), check, CTX
+    )
+    assert noted.evidence == 'pool.tier = "mini"; TLS not verified'
 
 
-def test_posture_names_the_wrong_key() -> None:
-    want = {"POOL_TIER": "mini", "NODE_RPC_BIND": "127.0.0.1"}
-    ok = check_posture(Reading(value={"POOL_TIER": "mini", "NODE_RPC_BIND": "127.0.0.1"}), want)
-    assert ok.verdict is Verdict.PASS
-    bad = check_posture(Reading(value={"POOL_TIER": "mini", "NODE_RPC_BIND": "0.0.0.0"}), want)
-    assert bad.verdict is Verdict.FAIL
-    assert "NODE_RPC_BIND: want 127.0.0.1, got 0.0.0.0" in bad.evidence
-    assert check_posture(Reading(value={}), {}).verdict is Verdict.FAIL
+@pytest.mark.parametrize(
+    ("answer", "verdict"),
+    [
+        ({"code": 401, "body": "", "error": ""}, Verdict.PASS),
+        ({"code": 403, "body": "", "error": ""}, Verdict.PASS),
+        ({"code": 200, "body": "{}", "error": ""}, Verdict.FAIL),
+        ({"code": None, "body": "", "error": "refused"}, Verdict.FAIL),
+    ],
+)
+def test_auth_control_fails_an_api_that_answers_without_credentials(
+    answer: dict[str, Any], verdict: Verdict
+) -> None:
+    record = check_auth_refused("admin", Reading(value=answer))
+    assert record.verdict is verdict
+    assert record.name == "auth: admin refuses a request without credentials"
 
 
-def test_scheme() -> None:
-    assert check_scheme(Reading(value="https"), True).verdict is Verdict.PASS
-    assert check_scheme(Reading(value="http"), True).verdict is Verdict.FAIL
-    assert check_scheme(Reading(value="none"), False).verdict is Verdict.FAIL
+def test_secrets_in_use_fails_a_secret_missing_from_its_file() -> None:
+    uses = (InUse("A_TOKEN", "conf/a.conf"), InUse("B_TOKEN", "conf/b.conf"))
+    answers: Reading[Any] = Reading(
+        value=[
+            {"secret": "A_TOKEN", "file": "conf/a.conf", "present": True, "fingerprint": "ab12"},
+            {"secret": "B_TOKEN", "file": "conf/b.conf", "present": False, "fingerprint": "cd34"},
+        ]
+    )
+    first, second = check_in_use(answers, uses)
+    assert (first.verdict, second.verdict) == (Verdict.PASS, Verdict.FAIL)
+    assert (second.name, second.observed) == ("secrets: B_TOKEN in use in conf/b.conf", "absent")
 
 
 def test_empty_secret_set_is_an_error_not_unchanged() -> None:

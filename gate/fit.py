@@ -1,0 +1,105 @@
+"""Does a contract fit a box's config? Checked before the first change, one usage line if not.
+
+A contract that names a config path the box lacks, a probe whose TLS declaration does not
+fit its URL, a check on a probe nobody declared, or a threshold that cannot fail would
+otherwise fail deep inside a run (or, worse, pass); here it is a usage error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gate.contract import Config, StackContract
+from gate.errors import UsageError
+from gate.expect import Context, vacuous
+from gate.probes import Command, File, Http, Port, Probe, at
+
+
+def check_declarations(contract: StackContract, source: object) -> None:
+    """What needs no config: the contract asserts something, names only declared probes."""
+    names = [p.name for p in contract.probes]
+    if len(set(names)) != len(names) or contract.status.name in names:
+        raise UsageError(f"{source}: contract {contract.name!r}: a probe name is used twice")
+    if not contract.checks and not contract.counters:
+        raise UsageError(
+            f"{source}: contract {contract.name!r} declares no check: it would assert nothing "
+            "beyond the status command's own word (declare at least one Check)"
+        )
+    used = [c.probe for c in contract.checks] + [c.probe for c in contract.counters]
+    for name in [*used, contract.services.probe]:
+        try:
+            contract.probe(name)
+        except KeyError:
+            known = ", ".join([contract.status.name, *names])
+            raise UsageError(
+                f"{source}: contract {contract.name!r} uses probe {name!r}, which it does not "
+                f"declare (known: {known})"
+            ) from None
+
+
+def fit_contract(
+    contract: StackContract, cfg: Config, source: object, facts: Mapping[str, str]
+) -> None:
+    """Evaluate everything the contract derives from a config; a misfit is one usage line."""
+    check_declarations(contract, source)
+    ctx = Context(config=cfg, facts=facts)
+    parts: list[tuple[str, Callable[[], Any]]] = [
+        ("expected_services", lambda: _services(contract, cfg)),
+    ]
+    parts += [(f"probe {p.name!r}", _probe_fitter(p, cfg)) for p in contract.probes]
+    for check in contract.checks:
+        parts.append((f"check {check.name!r}", _check_fitter(contract, check, cfg, ctx)))
+    for what, evaluate in parts:
+        try:
+            evaluate()
+        except KeyError as exc:
+            raise UsageError(
+                f"{source}: contract {contract.name!r} does not fit the box: {what} needs "
+                f"{_needs(exc)}, which the box's {contract.config.path} (or the facts) lacks"
+            ) from None
+        except UsageError as exc:
+            raise UsageError(f"{source}: contract {contract.name!r}: {what}: {exc}") from None
+        except Exception as exc:  # the user's code: any error is a misfit, said in one line
+            raise UsageError(
+                f"{source}: contract {contract.name!r} does not fit the box: {what}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
+
+
+def _needs(exc: KeyError) -> str:
+    key = str(exc.args[0]) if exc.args else "?"
+    return key if key.startswith("fact ") else f"config path {key!r}"
+
+
+def _services(contract: StackContract, cfg: Config) -> None:
+    services = contract.expected_services(cfg)
+    if not isinstance(services, frozenset | set) or not all(isinstance(s, str) for s in services):
+        raise UsageError("expected_services must return a set of service names")
+
+
+def _probe_fitter(probe: Probe, cfg: Config) -> Callable[[], Any]:
+    def evaluate() -> None:
+        if not probe.applies(cfg):
+            return
+        if isinstance(probe, Http) and (why := probe.check_tls(cfg)):
+            raise UsageError(why)
+        if isinstance(probe, Port) and not isinstance(at(probe.port, cfg), int):
+            raise UsageError(f"port must be a number, got {at(probe.port, cfg)!r}")
+        if isinstance(probe, Command) and probe.output not in ("json", "text", "lines"):
+            raise UsageError(f"output must be json, text or lines, not {probe.output!r}")
+        if isinstance(probe, Command | File):
+            at(probe.command if isinstance(probe, Command) else probe.path, cfg)
+
+    return evaluate
+
+
+def _check_fitter(
+    contract: StackContract, check: Any, cfg: Config, ctx: Context
+) -> Callable[[], Any]:
+    def evaluate() -> None:
+        applies = check.applies(cfg) and contract.probe(check.probe).applies(cfg)
+        if applies and (why := vacuous(check.expect, ctx)):
+            raise UsageError(why)
+
+    return evaluate
