@@ -105,10 +105,11 @@ def replica_count(ctx: Context) -> int:
 
 def access_line(ctx: Context) -> str:
     """A line of nginx's access log in the configured format (render.py LOG_FORMAT_JSON, or
-    nginx's built-in `combined`)."""
+    nginx's built-in `combined`). The request may be anything: the last line is often the
+    Port probe's TLS hello to a plaintext front (a 400 with an unreadable request line)."""
     if lookup(ctx.config, "front.log_format") == "json":
         return r'^\{"time":"[^"]+","remote":"127\.0\.0\.1",'
-    return r'^127\.0\.0\.1 - \S+ \[[^]]+\] "[A-Z]+ \S+ HTTP/[0-9.]+" [0-9]{3} '
+    return r'^127\.0\.0\.1 - \S+ \[[^]]+\] "[^"]*" [0-9]{3} '
 
 
 def access_directive(ctx: Context) -> str:
