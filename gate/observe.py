@@ -124,7 +124,7 @@ def read_http(box: Box, probe: Http, cfg: Config) -> Reading[Any]:
 
 def read_command(box: Box, probe: Command, cfg: Config) -> Reading[Any]:
     """The command's output: JSON, one text, or its lines; a non-zero exit is a bad answer."""
-    command = at(probe.command, cfg).replace("{control}", box.host.control)
+    command = at(probe.command, cfg).replace("{control}", box.control_command)
     pairs = [f"{variable}={key}" for variable, key in sorted(probe.env.items())]
     result = _asked(lambda: box.run(command, timeout=30, env_from=pairs))
     if isinstance(result, Reading):
