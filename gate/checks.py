@@ -195,7 +195,7 @@ def check_no_unexpected(
         return states
     if not states:
         return CheckRecord(name, Verdict.FAIL, want, "none", "status listed no service at all")
-    present = {s for s, st in states.items() if st != "missing"}
+    present = {s for s, st in states.items() if st not in spec.absent}
     extra = sorted(present - expected)
     observed = ", ".join(sorted(present))
     if extra:

@@ -43,7 +43,7 @@ def read_status(box: Box) -> tuple[Reading[int], Reading[Any]]:
     if isinstance(result, Reading):
         return result, result
     code: Reading[int] = Reading(value=result.exit_code)
-    return code, _json(result.stdout or result.stderr, f"`{command}`")
+    return code, _json(result.stdout or result.stderr, f"`{command}` printed no JSON")
 
 
 def _asked(run: Any) -> Result | Reading[Any]:
@@ -55,13 +55,14 @@ def _asked(run: Any) -> Result | Reading[Any]:
     return Reading(lost=result.lost) if result.lost is not None else result
 
 
-def _json(text: str, source: str) -> Reading[Any]:
+def _json(text: str, garbage: str) -> Reading[Any]:
+    """The text's JSON object or list, or the error `garbage` (what the source did wrong)."""
     try:
         data = json.loads(text)
     except ValueError:
-        return Reading(error=f"{source} printed no JSON: {text.strip()[:120]!r}")
+        return Reading(error=f"{garbage}: {text.strip()[:120]!r}")
     if not isinstance(data, dict | list):
-        return Reading(error=f"{source} printed {type(data).__name__}, not an object or list")
+        return Reading(error=f"{garbage}: {type(data).__name__} {text.strip()[:60]!r}")
     return Reading(value=data)
 
 
@@ -118,7 +119,7 @@ def read_http(box: Box, probe: Http, cfg: Config) -> Reading[Any]:
         return Reading(error=f"{probe.name} did not answer: {reply['error']}")
     if reply.get("code") != 200:
         return Reading(error=f"{probe.name} answered HTTP {reply.get('code')}")
-    body = _json(str(reply.get("body", "")), probe.name)
+    body = _json(str(reply.get("body", "")), f"{probe.name} answered something that is not JSON")
     return Reading(value=body.value, error=body.error, note=note)
 
 
@@ -133,7 +134,7 @@ def read_command(box: Box, probe: Command, cfg: Config) -> Reading[Any]:
         said = (result.stderr or result.stdout).strip()[-160:]
         return Reading(error=f"{probe.name}: exit {result.exit_code}: {said}")
     if probe.output == "json":
-        return _json(result.stdout, probe.name)
+        return _json(result.stdout, f"{probe.name} printed no JSON")
     if probe.output == "lines":
         return Reading(value=[ln.strip() for ln in result.stdout.splitlines() if ln.strip()])
     return Reading(value=result.stdout.strip())

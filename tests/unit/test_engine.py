@@ -477,14 +477,17 @@ def test_a_change_within_its_scope_passes_it(contract: Path, tmp_path: Path) -> 
     ("extra", "facts", "problem"),
     [
         (
-            "import dataclasses\nCONTRACT = dataclasses.replace(CONTRACT, checks=(), counters=())\n",
+            "import dataclasses\n"
+            "CONTRACT = dataclasses.replace(CONTRACT, checks=(), counters=())\n",
             [],
             "declares no check: it would assert nothing",
         ),
         ("", ["workers=0"], "AtLeast(0) holds for any count"),
         (
             "import dataclasses\nfrom gate.contract import Check, Equals\n"
-            "CONTRACT = dataclasses.replace(CONTRACT, checks=(Check('x', 'nope', 'a', Equals(1)),))\n",
+            "CONTRACT = dataclasses.replace(\n"
+            "    CONTRACT, checks=(Check('x', 'nope', 'a', Equals(1)),)\n"
+            ")\n",
             [],
             "uses probe 'nope', which it does not declare (known: status, api,",
         ),

@@ -15,6 +15,7 @@ import pytest
 from fakestack import SECRETS, FakeStack, sha256
 
 from gate.artifacts import Artifacts
+from gate.battery import battery
 from gate.box import Box, Event, Kind
 from gate.capture import capture
 from gate.checks import CheckRecord, Verdict, check_secrets_kept, check_secrets_present
@@ -31,8 +32,6 @@ from gate.snapshot import (
     store_baseline,
 )
 from gate.testing.double import Reply, UnexpectedCommand
-
-from gate.battery import battery
 
 FACTS = {"workers": "2"}
 SERVICE_CHECKS = ("services: every expected service running", "services: no unexpected service")
