@@ -75,7 +75,8 @@ def read_probe(box: Box, probe: Probe, cfg: Config) -> Reading[Any]:
     if isinstance(probe, Command):
         return read_command(box, probe, cfg)
     if isinstance(probe, Port):
-        return read_json_tool(box, "port", probe.host, str(at(probe.port, cfg)))
+        flags = [] if probe.handshake else ["--no-tls"]
+        return read_json_tool(box, "port", probe.host, str(at(probe.port, cfg)), *flags)
     return read_file(box, probe, cfg)
 
 

@@ -68,6 +68,8 @@ def test_port_reports_the_kernel_bind(
     assert answer == {"open": True, "tls": False, "listening": ["127.0.0.1"]}
     elsewhere = tool(capsys, "port", "127.0.0.2", str(listener))  # bound to .1 only
     assert (elsewhere["open"], elsewhere["listening"]) == (False, ["127.0.0.1"])
+    plain = tool(capsys, "port", "127.0.0.1", str(listener), "--no-tls")
+    assert plain == {"open": True, "tls": None, "listening": ["127.0.0.1"]}
 
 
 def test_a_closed_port_is_neither_open_nor_tls(
