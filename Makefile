@@ -46,7 +46,8 @@ demo: bootstrap sysdeps
 
 # The release is blocked unless the gate passes against the inventory's box.
 release: bootstrap
-	$(BIN)/invoke gate --host $${GATE_HOST:?set GATE_HOST to an inventory name} --strict
+	$(BIN)/invoke gate --host $${GATE_HOST:?set GATE_HOST to an inventory name} --strict \
+	  $(if $(MATRIX),--matrix $(MATRIX))
 
 clean:
 	rm -rf $(VENV) results boxes

@@ -115,7 +115,12 @@ class Box:
 
     def control(self, verb: str, *, kind: Kind = Kind.READ, timeout: float = 60.0) -> Result:
         """The stack's control command, e.g. `apply -y`."""
-        return self.run(f"{self.host.control} {verb}", kind=kind, timeout=timeout)
+        return self.run(f"{self.control_command} {verb}", kind=kind, timeout=timeout)
+
+    @property
+    def control_command(self) -> str:
+        """The inventory's (or --control's) control command, else the contract's."""
+        return self.host.control or self.contract.control
 
     def tool(
         self, *args: str, kind: Kind = Kind.READ, stdin: str | None = None, timeout: float = 30.0

@@ -306,6 +306,14 @@ def kernel_address(text: str, width: int) -> str:
     return str(socket.inet_ntop(socket.AF_INET if width == 4 else socket.AF_INET6, raw))
 
 
+def connects(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
 def speaks_tls(host: str, port: int) -> bool | None:
     """True if the port completes a TLS handshake, False if it is open but does not, None
     if nothing accepts a connection there."""
@@ -324,10 +332,15 @@ def speaks_tls(host: str, port: int) -> bool | None:
 
 
 def cmd_port(_spec: dict[str, Any], args: list[str]) -> int:
-    """port HOST PORT: {"open", "tls", "listening"} for a TCP port on this box."""
+    """port HOST PORT [--no-tls]: {"open", "tls", "listening"} for a TCP port on this box
+    (with --no-tls, only a connect: "tls" is None)."""
     host, port = args[0], int(args[1])
-    tls = speaks_tls(host, port)
-    print(json.dumps({"open": tls is not None, "tls": tls, "listening": listening(port)}))
+    if "--no-tls" in args[2:]:
+        opened, tls = connects(host, port), None
+    else:
+        tls = speaks_tls(host, port)
+        opened = tls is not None
+    print(json.dumps({"open": opened, "tls": tls, "listening": listening(port)}))
     return 0
 
 

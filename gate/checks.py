@@ -119,25 +119,31 @@ def from_reading(name: str, reading: Reading[Any], expected: str) -> CheckRecord
 def service_entries(data: Any, spec: Services) -> dict[str, Mapping[str, Any]]:
     """Service name -> its entry, from an object keyed by name or a list of named objects.
 
-    A ValueError names the shape the contract declared and what the probe gave instead."""
+    A ValueError names the entry that does not fit the shape the contract declared."""
     found = jmespath.search(spec.at, data)
     if isinstance(found, Mapping):
-        items = [(str(name), info) for name, info in found.items()]
+        items = [(f"{spec.at}.{name}", str(name), info) for name, info in found.items()]
     elif isinstance(found, list):
-        items = [(str(info.get(spec.name)) if isinstance(info, Mapping) else "", info)
-                 for info in found]  # fmt: skip
+        items = [(f"{spec.at}[{i}]", _named(info, spec), info) for i, info in enumerate(found)]
     else:
         raise ValueError(f"probe {spec.probe} has no services object or list at '{spec.at}'")
     entries: dict[str, Mapping[str, Any]] = {}
-    for name, info in items:
-        if not isinstance(info, Mapping) or not name or name == "None":
+    for where, name, info in items:
+        if not isinstance(info, Mapping) or not name:
+            needs = f"'{spec.state}'" + (
+                "" if isinstance(found, Mapping) else f" and '{spec.name}'"
+            )
             raise ValueError(
-                f"probe {spec.probe} '{spec.at}' holds {_short(info, 40)}, not an object "
-                f"with '{spec.state}'"
-                + ("" if isinstance(found, Mapping) else f" and '{spec.name}'")
+                f"probe {spec.probe} {where} is {type(info).__name__} {_short(info, 40)}, "
+                f"not an object with {needs}"
             )
         entries[name] = info
     return entries
+
+
+def _named(info: Any, spec: Services) -> str:
+    name = info.get(spec.name) if isinstance(info, Mapping) else None
+    return name if isinstance(name, str) else ""
 
 
 def service_states(data: Any, spec: Services) -> dict[str, str]:
@@ -189,7 +195,7 @@ def check_no_unexpected(
         return states
     if not states:
         return CheckRecord(name, Verdict.FAIL, want, "none", "status listed no service at all")
-    present = {s for s, st in states.items() if st != "missing"}
+    present = {s for s, st in states.items() if st not in spec.absent}
     extra = sorted(present - expected)
     observed = ", ".join(sorted(present))
     if extra:

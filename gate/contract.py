@@ -142,6 +142,8 @@ class Services:
     name: str = "name"
     state: str = "state"
     running: str = "running"
+    absent: tuple[str, ...] = ("missing",)
+    """States that mean "listed but not there": such an entry is no unexpected service."""
     pid: str | None = "pid"
     started: str | None = None
 

@@ -56,7 +56,7 @@ def fit_contract(
         except KeyError as exc:
             raise UsageError(
                 f"{source}: contract {contract.name!r} does not fit the box: {what} needs "
-                f"{_needs(exc)}, which the box's {contract.config.path} (or the facts) lacks"
+                f"{_needs(exc, contract)}"
             ) from None
         except UsageError as exc:
             raise UsageError(f"{source}: contract {contract.name!r}: {what}: {exc}") from None
@@ -67,9 +67,11 @@ def fit_contract(
             ) from None
 
 
-def _needs(exc: KeyError) -> str:
+def _needs(exc: KeyError, contract: StackContract) -> str:
     key = str(exc.args[0]) if exc.args else "?"
-    return key if key.startswith("fact ") else f"config path {key!r}"
+    if key.startswith("fact "):
+        return f"{key}, which no inventory [requirements], --fact or contract default gives"
+    return f"config path {key!r}, which the box's {contract.config.path} lacks"
 
 
 def _services(contract: StackContract, cfg: Config) -> None:

@@ -43,7 +43,7 @@ def read_status(box: Box) -> tuple[Reading[int], Reading[Any]]:
     if isinstance(result, Reading):
         return result, result
     code: Reading[int] = Reading(value=result.exit_code)
-    return code, _json(result.stdout or result.stderr, f"`{command}`")
+    return code, _json(result.stdout or result.stderr, f"`{command}` printed no JSON")
 
 
 def _asked(run: Any) -> Result | Reading[Any]:
@@ -55,13 +55,14 @@ def _asked(run: Any) -> Result | Reading[Any]:
     return Reading(lost=result.lost) if result.lost is not None else result
 
 
-def _json(text: str, source: str) -> Reading[Any]:
+def _json(text: str, garbage: str) -> Reading[Any]:
+    """The text's JSON object or list, or the error `garbage` (what the source did wrong)."""
     try:
         data = json.loads(text)
     except ValueError:
-        return Reading(error=f"{source} printed no JSON: {text.strip()[:120]!r}")
+        return Reading(error=f"{garbage}: {text.strip()[:120]!r}")
     if not isinstance(data, dict | list):
-        return Reading(error=f"{source} printed {type(data).__name__}, not an object or list")
+        return Reading(error=f"{garbage}: {type(data).__name__} {text.strip()[:60]!r}")
     return Reading(value=data)
 
 
@@ -74,7 +75,8 @@ def read_probe(box: Box, probe: Probe, cfg: Config) -> Reading[Any]:
     if isinstance(probe, Command):
         return read_command(box, probe, cfg)
     if isinstance(probe, Port):
-        return read_json_tool(box, "port", probe.host, str(at(probe.port, cfg)))
+        flags = [] if probe.handshake else ["--no-tls"]
+        return read_json_tool(box, "port", probe.host, str(at(probe.port, cfg)), *flags)
     return read_file(box, probe, cfg)
 
 
@@ -118,13 +120,13 @@ def read_http(box: Box, probe: Http, cfg: Config) -> Reading[Any]:
         return Reading(error=f"{probe.name} did not answer: {reply['error']}")
     if reply.get("code") != 200:
         return Reading(error=f"{probe.name} answered HTTP {reply.get('code')}")
-    body = _json(str(reply.get("body", "")), probe.name)
+    body = _json(str(reply.get("body", "")), f"{probe.name} answered something that is not JSON")
     return Reading(value=body.value, error=body.error, note=note)
 
 
 def read_command(box: Box, probe: Command, cfg: Config) -> Reading[Any]:
     """The command's output: JSON, one text, or its lines; a non-zero exit is a bad answer."""
-    command = at(probe.command, cfg).replace("{control}", box.host.control)
+    command = at(probe.command, cfg).replace("{control}", box.control_command)
     pairs = [f"{variable}={key}" for variable, key in sorted(probe.env.items())]
     result = _asked(lambda: box.run(command, timeout=30, env_from=pairs))
     if isinstance(result, Reading):
@@ -133,7 +135,7 @@ def read_command(box: Box, probe: Command, cfg: Config) -> Reading[Any]:
         said = (result.stderr or result.stdout).strip()[-160:]
         return Reading(error=f"{probe.name}: exit {result.exit_code}: {said}")
     if probe.output == "json":
-        return _json(result.stdout, probe.name)
+        return _json(result.stdout, f"{probe.name} printed no JSON")
     if probe.output == "lines":
         return Reading(value=[ln.strip() for ln in result.stdout.splitlines() if ln.strip()])
     return Reading(value=result.stdout.strip())

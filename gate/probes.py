@@ -127,6 +127,9 @@ class Port:
     port: Value[int]
     host: str = "127.0.0.1"
     applies: Callable[[Mapping[str, Any]], bool] = _always
+    handshake: bool = True
+    """Try a TLS handshake to fill `tls`. A plaintext server that waits for a full request
+    line (redis) holds it to boxtool's 3 s timeout on every read: say False there."""
 
 
 FILE_FORMATS = ("text", "lines", "env", "keyvalue", "json")

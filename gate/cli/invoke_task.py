@@ -1,7 +1,7 @@
 """The `invoke gate` task, generated from the flag table, and invoke's parse errors as ours.
 
 invoke reads a task's flags from its function signature, so the signature is built from
-the table: every valued flag is a string (typed by gate, so `--workers abc` is our usage
+the table: every valued flag is a string (typed by gate, so `--fact abc` is our usage
 line), booleans default False, repeatable flags are iterable. invoke exits 1 on a flag it
 cannot parse; gate documents 2 for every usage error, so `exit_2_on_parse_errors` turns
 invoke's ParseError into one `gate:` line and exit 2.

@@ -227,6 +227,12 @@ def changed_paths(before: Any, after: Any, prefix: str = "") -> list[str]:
 
 
 SCOPE = "scope: services outside the change kept their pids"
+UNOBSERVABLE = "the services probe reports no pid or start time: restarts are not observable"
+
+
+def observable(clock: Clock) -> bool:
+    """Whether any service reported an identity a restart would change."""
+    return any(value is not None for identity in clock.values() for value in identity)
 
 
 def scope(
@@ -236,6 +242,10 @@ def scope(
     if isinstance(before, str) or isinstance(after, str):
         why = before if isinstance(before, str) else after
         return [CheckRecord(SCOPE, Verdict.FAIL, "pids readable", "unreadable", str(why))]
+    if not observable(before):
+        return [
+            CheckRecord(SCOPE, Verdict.SKIP, evidence=UNOBSERVABLE, skip_class=SkipClass.MISSING)
+        ]
     changed = changed_paths(previous, cfg)
     touched: set[str] = set()
     for path in changed:
@@ -298,9 +308,10 @@ def restarted(before: Clock | str, after: Clock | str, fields: list[str]) -> Che
     if isinstance(before, str) or isinstance(after, str):
         why = before if isinstance(before, str) else after
         return CheckRecord(RESTARTED, Verdict.FAIL, "pids readable", "unreadable", str(why))
-    if not fields:
-        why = "the services probe reports neither pid nor start time: restarts are not observable"
-        return CheckRecord(RESTARTED, Verdict.SKIP, evidence=why, skip_class=SkipClass.MISSING)
+    if not fields or not observable(before):
+        return CheckRecord(
+            RESTARTED, Verdict.SKIP, evidence=UNOBSERVABLE, skip_class=SkipClass.MISSING
+        )
     if not before:
         return CheckRecord(RESTARTED, Verdict.FAIL, "", "", "no running service to compare")
     moved = sorted(s for s in set(before) | set(after) if before.get(s) != after.get(s))

@@ -3,11 +3,11 @@
 Modelled on invoke's `MockContext`: a test says which commands it expects and what each
 answers; anything else fails the test. Rules match the *inner* command, with Box's
 wrapping (`cd DIR && ` and `python3 .gate/boxtool.py exec T 'CMD'`) taken off, so a rule
-reads `./stackctl status --json` and keeps reading so when the wrapping changes.
+reads `./ctl status --json` and keeps reading so when the wrapping changes.
 
     target = ScriptedTarget()
-    target.on("./stackctl status --json", Reply(stdout='{"services": {}}'))
-    target.once(re.compile(r"^\\./stackctl apply"), Lost("link reset"))  # newest rule wins
+    target.on("./ctl status --json", Reply(stdout='{"services": {}}'))
+    target.once(re.compile(r"^\\./ctl apply"), Lost("link reset"))  # newest rule wins
     target.on("cat .gate/state.json", lambda match, stdin: Reply(stdout=state()))
     target.on("flock", Held())            # the lock; or Reply(exit_code=75) for "busy"
     target.drop()                         # the link is gone; the next open() reconnects

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gate.box import Box, Event, Kind
-from gate.contract import Dashboard, Secrets, StackContract
+from gate.contract import Secrets, StackContract
 from gate.inventory import local_spec
 from gate.result import Outcome
 from gate.target import LocalTarget
@@ -29,12 +29,7 @@ URL_PASSWORD = "canary-url-pw-3c4d"
 CONTRACT = StackContract(
     name="fixture",
     expected_services=lambda _cfg: frozenset({"svc"}),
-    posture=lambda _cfg: {"MODE": "fast"},
-    dashboard=Dashboard(
-        url=lambda _cfg: "http://127.0.0.1:1/",
-        token_env_key="API_TOKEN",
-        secure_flag=lambda _cfg: False,
-    ),
+    control="./stackctl",
     secrets=Secrets(
         env_keys=("*_TOKEN", "*_PASSWORD"),
         files=("secrets/*.key",),

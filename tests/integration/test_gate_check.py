@@ -31,7 +31,7 @@ from gate.testing.sshd import Sshd
 
 pytestmark = pytest.mark.slow
 
-CAPTURES = ("status.txt", "doctor.txt", "config.json", "env.masked.json", "api-state.json")
+CAPTURES = ("status.txt", "doctor.txt", "config.json", "probes/env.json", "probes/api.json")
 
 
 def test_healthy_box_passes_and_changes_nothing(
@@ -103,19 +103,21 @@ def test_broken_box_turns_each_check_red(
     assert running["evidence"] == "worker-2 is exited", running
     status = record(run, "status: exit code 0")
     assert (status["verdict"], status["observed"]) == ("fail", "1")
-    posture = record(run, "posture: env settings match config")
-    assert posture["verdict"] == "fail"
-    assert "POOL_TIER: want nano, got mini" in posture["evidence"]
-    assert "EXTRAS_CACHE: want false, got true" in posture["evidence"]
+    env_tier = record(run, "env: POOL_TIER rendered from config")
+    assert (env_tier["verdict"], env_tier["observed"]) == ("fail", '"mini"')
+    env_cache = record(run, "env: EXTRAS_CACHE rendered from config")
+    assert (env_cache["verdict"], env_cache["observed"]) == ("fail", '"true"')
     cache = record(run, "api: cache reported as configured")
     assert (cache["verdict"], cache["observed"]) == ("fail", "true")
-    workers = record(run, "api: workers online >= --workers")
+    workers = record(run, "api: workers online >= fact workers")
     assert (workers["verdict"], workers["observed"]) == ("fail", "1")
     # what was not broken stays green: the checks are specific, not a blanket red
     for untouched in (
         "api: node synchronized",
         "api: node mode matches node.mode",
-        "posture: dashboard scheme matches config",
+        "dashboard-port: dashboard speaks TLS as dashboard.secure says",
+        "node-rpc: node RPC bound as node.lan_access says",
+        "auth: api refuses a request without credentials",
         "api: shares accumulating",
         "secrets: fingerprinted on the box",
     ):
@@ -135,7 +137,8 @@ _spec = importlib.util.spec_from_file_location("sample_stack_matrix", {matrix!r}
 _sample = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_sample)
 CONTRACT = dataclasses.replace(
-    _sample.CONTRACT, counters=(Increasing("shares accumulating", "shares.total", within=3.0),)
+    _sample.CONTRACT,
+    counters=(Increasing("shares accumulating", "api", "shares.total", within=3.0),),
 )
 """
 
@@ -167,7 +170,7 @@ def test_stopped_node_turns_status_exit_red(
     shares = record(run, "api: shares accumulating")
     assert shares["verdict"] == "fail"
     assert shares["evidence"].startswith("did not increase: "), shares
-    assert run.verdict("posture: env settings match config") == "pass"
+    assert run.verdict("env: POOL_TIER rendered from config") == "pass"
     assert (run.run_dir / "captures" / "check" / "logs" / "node.log").is_file()
 
 
@@ -199,9 +202,11 @@ def test_ssh_killed_mid_run_is_inconclusive(
     lost = [e for e in run.events if e["status"] == "unreachable"]
     assert lost, "no command was recorded as unreachable after the link dropped"
     # what was read before the drop may pass; nothing is failed, and what was asked after
-    # the drop (the scheme probe, the counter's second read) says it could not ask
+    # the drop (the port probe, the counter's second read) says it could not ask
     assert {c["verdict"] for c in run.summary["checks"]} <= {"pass", "inconclusive"}
-    assert run.verdict("posture: dashboard scheme matches config") == "inconclusive"
+    assert run.verdict("dashboard-port: dashboard speaks TLS as dashboard.secure says") == (
+        "inconclusive"
+    )
     assert run.verdict("api: shares accumulating") == "inconclusive"
     assert f"{server.host}:{server.port}" in run.summary["error"], run.summary["error"]
     assert f"gate: cannot connect to {server.host}:{server.port}" in console
@@ -274,7 +279,10 @@ def test_dashboard_answering_garbage_fails_the_api_checks(
         assert check["verdict"] == "fail", check
         assert "not JSON" in check["evidence"], check
         assert "<html>not json" in check["evidence"], check
-    # the port does speak HTTP (it is our server): the scheme check is not dragged down
-    assert run.verdict("posture: dashboard scheme matches config") == "pass"
-    state = (run.run_dir / "captures" / "check" / "api-state.json").read_text()
+    # the port does speak plain HTTP (it is our server): the TLS check is not dragged down
+    assert run.verdict("dashboard-port: dashboard speaks TLS as dashboard.secure says") == "pass"
+    # and it answers without the token: the auth control catches that
+    auth = record(run, "auth: api refuses a request without credentials")
+    assert (auth["verdict"], auth["observed"]) == ("fail", "HTTP 200")
+    state = (run.run_dir / "captures" / "check" / "probes" / "api.json").read_text()
     assert "not JSON" in state

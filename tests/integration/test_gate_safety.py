@@ -238,7 +238,7 @@ def test_canary_secrets_never_leave_the_box(
     config = json.loads((captures / "config.json").read_text())
     assert config["node"]["remote_token"] == "***"
     assert config["node"]["remote_url"] == "http://u:***@127.0.0.1:1"
-    env = json.loads((captures / "env.masked.json").read_text())
+    env = json.loads((captures / "probes" / "env.json").read_text())
     for key in ("PROXY_AUTH_TOKEN", "DASHBOARD_TOKEN", "NODE_RPC_PASSWORD"):
         assert env[key] == "***", (key, env[key])
     assert env["POOL_TIER"] == "mini", "settings (not secrets) must read back in clear"

@@ -25,7 +25,7 @@ from harness import Box as StackBox
 from harness import GateRun, run_gate, start_gate, wait_for, wait_for_event
 
 from gate.box import Box, Event
-from gate.contract import Dashboard, Secrets, StackContract
+from gate.contract import Secrets, StackContract
 from gate.errors import BoxLocked, LockLost, UsageError
 from gate.inventory import local_spec
 from gate.lock import HOLDER_FILE, LOCK_FILE, BoxLock, lock_grace
@@ -38,12 +38,7 @@ LONG_GRACE = 60.0
 CONTRACT = StackContract(
     name="lock-fixture",
     expected_services=lambda _cfg: frozenset({"svc"}),
-    posture=lambda _cfg: {},
-    dashboard=Dashboard(
-        url=lambda _cfg: "http://127.0.0.1:1/",
-        token_env_key="API_TOKEN",
-        secure_flag=lambda _cfg: False,
-    ),
+    control="./stackctl",
     secrets=Secrets(env_keys=("*_TOKEN",), files=(), config_paths=()),
 )
 

@@ -77,11 +77,10 @@ def quick(contract: StackContract, seconds: float = 0.3) -> StackContract:
     that never will waits out its window, and a unit test need not wait a minute for that.
     """
     checks = tuple(
-        dataclasses.replace(c, converges=seconds) if getattr(c, "converges", None) else c
-        for c in contract.api_checks
+        dataclasses.replace(c, converges=seconds) if c.converges else c for c in contract.checks
     )
     counters = tuple(dataclasses.replace(c, within=seconds) for c in contract.counters)
-    return dataclasses.replace(contract, api_checks=checks, counters=counters)
+    return dataclasses.replace(contract, checks=checks, counters=counters)
 
 
 def default_config() -> dict[str, Any]:
@@ -115,12 +114,17 @@ class Defects:
     """Every apply exits 1 before writing anything."""
     fail_restore_apply: bool = False
     """An apply right after config.json was copied back (`cp -p`) fails part-way."""
+    recreate_all_on_change: bool = False
+    """An apply that changes anything recreates every program (new pids), not only those
+    whose settings changed; a second apply is still quiet."""
     restart_on_every_apply: bool = False
     """Every apply restarts `pool` (new pid) and still prints the no-change line."""
     rotate_secret_on_apply: bool = False
     """Every apply mints a new DASHBOARD_TOKEN (and so recreates the dashboard)."""
     version_leaks_secret: bool = False
     """`version --json` carries DASHBOARD_TOKEN's value (only boxtool exec scrubs it)."""
+    node_bind: str = ""
+    """The node listens here whatever its settings say (e.g. "0.0.0.0" with lan_access off)."""
     drop_at: int | None = None
     """The Nth command the target sees (1-based, holds included) loses the link."""
     drop_for_good: bool = False
@@ -462,13 +466,6 @@ class FakeStack:
         text = json.dumps(cfg, indent=2, sort_keys=True)
         return Reply(stdout=boxtool.scrub(text, self._secret_values()) + "\n")
 
-    def _tool_env(self, spec: Mapping[str, Any], args: list[str], stdin: str) -> Reply:
-        env = self.env
-        keys = sorted(env) if args == ["--all"] else args
-        chosen = {k: boxtool.MASK if boxtool.is_secret_key(k, spec) else env.get(k) for k in keys}
-        text = json.dumps(chosen, sort_keys=True)
-        return Reply(stdout=boxtool.scrub(text, self._secret_values()) + "\n")
-
     def _tool_render(self, spec: Mapping[str, Any], args: list[str], stdin: str) -> Reply:
         base, out = (self._rel(arg) for arg in args)
         if base not in self.files:
@@ -485,13 +482,14 @@ class FakeStack:
     def _tool_scrub(self, spec: Mapping[str, Any], args: list[str], stdin: str) -> Reply:
         return Reply(stdout=boxtool.scrub(stdin, self._secret_values()))
 
-    def _tool_api(self, spec: Mapping[str, Any], args: list[str], stdin: str) -> Reply:
-        url, token_key = args[0], args[1]
+    def _tool_http(self, spec: Mapping[str, Any], args: list[str], stdin: str) -> Reply:
+        url, opts = args[0], boxtool.options(args[2:])
         answer: dict[str, Any] = {"code": None, "body": "", "error": ""}
         dashboard = self._running("dashboard")
+        token = self.env.get(opts.get("env-key", ""), "") if "header" in opts else ""
         if dashboard is None or not self._serves(dashboard, url):
             answer["error"] = "URLError: <urlopen error [Errno 111] Connection refused>"
-        elif sha256(self.env.get(token_key, "")) != dashboard.settings["token_sha256"]:
+        elif sha256(token) != dashboard.settings["token_sha256"]:
             answer.update(code=401, body=json.dumps({"error": "bearer token required"}))
         else:
             answer.update(code=200, body=json.dumps(self.api_state()))
@@ -505,12 +503,37 @@ class FakeStack:
         """No command of the fake is ever left running: the box is quiet at once."""
         return Reply(stdout="quiet\n")
 
-    def _tool_scheme(self, spec: Mapping[str, Any], args: list[str], stdin: str) -> Reply:
-        host, port = args
-        dashboard = self._running("dashboard")
-        if dashboard is None or host != "127.0.0.1" or int(port) != dashboard.settings["port"]:
-            return Reply(stdout="none\n")
-        return Reply(stdout=("https" if dashboard.settings["secure"] else "http") + "\n")
+    def _tool_port(self, spec: Mapping[str, Any], args: list[str], stdin: str) -> Reply:
+        """The dashboard's port speaks TLS when secure; the node's RPC port is bound where
+        its settings say (`node_bind` overrides that: a daemon ignoring its config)."""
+        host, port = args[0], int(args[1])
+        answer: dict[str, Any] = {"open": False, "tls": None, "listening": []}
+        dashboard, node = self._running("dashboard"), self._running("node")
+        if dashboard is not None and port == dashboard.settings["port"]:
+            answer.update(open=True, tls=dashboard.settings["secure"], listening=["127.0.0.1"])
+        if node is not None and port == node.settings["port"]:
+            bind = self.defects.node_bind or node.settings["bind"]
+            answer.update(open=True, tls=False, listening=[bind])
+        if host != "127.0.0.1" and answer["listening"] != ["0.0.0.0"]:
+            answer.update(open=False, tls=None)
+        return Reply(stdout=json.dumps(answer) + "\n")
+
+    def _tool_file(self, spec: Mapping[str, Any], args: list[str], stdin: str) -> Reply:
+        path, form = self._rel(args[0]), args[1]
+        if path not in self.files:
+            return Reply(1, stderr=f"boxtool: {path}: FileNotFoundError\n")
+        parsed = boxtool.parse_file(self.files[path].text, form, dict(spec))
+        text = json.dumps(parsed, sort_keys=True)
+        return Reply(stdout=boxtool.scrub(text, self._secret_values()) + "\n")
+
+    def _tool_inuse(self, spec: Mapping[str, Any], args: list[str], stdin: str) -> Reply:
+        answers = []
+        for use in spec.get("in_use", []):
+            secret = self.env.get(use["secret"], "")
+            text = self.files.get(use["file"])
+            present = None if text is None else bool(secret) and secret in text.text
+            answers.append({**use, "present": present, "fingerprint": sha256(secret)[:12]})
+        return Reply(stdout=json.dumps(answers) + "\n")
 
     def _serves(self, dashboard: Program, url: str) -> bool:
         parts = urlsplit(url)
@@ -716,6 +739,8 @@ class FakeStack:
         stopped = [n for n in wanted if n not in changed + created and not self._running(n)]
         for name in removed:
             del self.programs[name]
+        if self.defects.recreate_all_on_change and (changed or created or removed):
+            changed = [n for n in wanted if n in self.programs]
         for name in changed + created + stopped:
             self.programs[name] = self._spawn(name, wanted[name])
         if self.defects.restart_on_every_apply and "pool" in self.programs:
@@ -798,11 +823,12 @@ ToolVerb = Callable[[FakeStack, Mapping[str, Any], list[str], str], Reply]
 TOOL_VERBS: dict[str, ToolVerb] = {
     "fingerprint": FakeStack._tool_fingerprint,
     "config": FakeStack._tool_config,
-    "env": FakeStack._tool_env,
     "render": FakeStack._tool_render,
     "scrub": FakeStack._tool_scrub,
-    "api": FakeStack._tool_api,
-    "scheme": FakeStack._tool_scheme,
+    "http": FakeStack._tool_http,
+    "port": FakeStack._tool_port,
+    "file": FakeStack._tool_file,
+    "inuse": FakeStack._tool_inuse,
     "quiesce": FakeStack._tool_quiesce,
 }
 """boxtool's verbs (`exec` never arrives: the double unwraps it and `_shell` scrubs)."""

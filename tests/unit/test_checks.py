@@ -113,7 +113,7 @@ def test_garbage_status_is_a_clear_failure() -> None:
     record = check_services_running(wrong_shape, EXPECTED, SHAPE)
     assert record.verdict is Verdict.FAIL
     assert record.evidence == (
-        "probe status 'services' holds node, not an object with 'state' and 'name'"
+        "probe status services[0] is str node, not an object with 'state' and 'name'"
     )
     no_services: Reading[Any] = Reading(value={"overall": "ok"})
     record = check_services_running(no_services, EXPECTED, SHAPE)

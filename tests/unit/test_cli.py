@@ -91,16 +91,6 @@ def test_fact_without_equals(tmp_path: Path, box_dir: Path) -> None:
     assert "--fact takes key=value, not 'remote_url'" in line
 
 
-def test_negative_workers(tmp_path: Path, box_dir: Path) -> None:
-    line = usage_error(tmp_path, box_dir, local=True, dir=str(box_dir), check=True, workers="-3")
-    assert "--workers takes a whole number of 0 or more, not '-3'" in line
-
-
-def test_workers_not_a_number(tmp_path: Path, box_dir: Path) -> None:
-    line = usage_error(tmp_path, box_dir, local=True, dir=str(box_dir), check=True, workers="abc")
-    assert "--workers takes a whole number of 0 or more, not 'abc'" in line
-
-
 def test_out_under_a_regular_file(tmp_path: Path, box_dir: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a dir")
@@ -198,8 +188,9 @@ def test_a_bad_lock_grace_is_refused_before_anything_is_touched(
     assert list(box_dir.iterdir()) == []
 
 
-def test_workers_not_a_number_from_the_command_line(tmp_path: Path, box_dir: Path) -> None:
-    done = invoke_gate("--local", "--dir", str(box_dir), "--check", "--workers", "abc")
+def test_a_removed_flag_from_the_command_line_is_one_line(tmp_path: Path, box_dir: Path) -> None:
+    """--workers became a contract fact (--fact workers=N): the old flag is a usage line."""
+    done = invoke_gate("--local", "--dir", str(box_dir), "--check", "--workers", "3")
     assert done.returncode == 2, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
@@ -250,7 +241,8 @@ def test_list_prints_checks_scenarios_axes_and_coverage(tmp_path: Path) -> None:
         "status: exit code 0",
         "api: pool tier matches pool.tier",
         "api: shares accumulating",
-        "posture: env settings match config",
+        "env: POOL_TIER rendered from config",
+        "auth: api refuses a request without credentials",
         "scenarios:",
         "local-defaults",
         "remote-node",
@@ -258,6 +250,8 @@ def test_list_prints_checks_scenarios_axes_and_coverage(tmp_path: Path) -> None:
         "axes (value: runnable scenarios that set it):",
         "pool.tier",
         "pairs covered: ",
+        "axes observed by (checks whose expectation follows the axis):",
+        "  node.lan_access          node-rpc: node RPC bound as node.lan_access says\n",
     ):
         assert needle in text, f"--list lacks {needle!r}:\n{text}"
     assert not (tmp_path / "results").exists(), "--list created a results dir"

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from gate.box import Box, Event
-from gate.contract import Dashboard, Secrets, StackContract
+from gate.contract import Secrets, StackContract
 from gate.errors import Unreachable
 from gate.hold import Hold
 from gate.inventory import HostSpec
@@ -29,8 +29,7 @@ DIR = "/srv/my stack"
 CONTRACT = StackContract(
     name="double",
     expected_services=lambda _cfg: frozenset({"svc"}),
-    posture=lambda _cfg: {},
-    dashboard=Dashboard(lambda _cfg: "http://127.0.0.1:1/", "API_TOKEN", lambda _cfg: False),
+    control="./stackctl",
     secrets=Secrets(env_keys=("*_TOKEN",)),
 )
 

@@ -119,7 +119,7 @@ def test_local_with_an_inventory_file_takes_its_dir_and_requirements(
     inventory = tmp_path / "inventory"
     inventory.mkdir()
     (inventory / "onbox.toml").write_text(
-        f'host = "localhost"\ndir = "{FakeStack().dir}"\nworkers = 2\n'
+        f'host = "localhost"\ndir = "{FakeStack().dir}"\n[requirements]\nworkers = "2"\n'
     )
     stack = FakeStack()
     run = gate(
@@ -147,7 +147,7 @@ def test_status_services_as_strings_refuse_a_matrix_run_untouched(
     run = gate(stack, contract, tmp_path, scenario=["main-secure-strict"])
     assert run.code == 1, run.console
     assert "internal error" not in run.console
-    record = run.record("baseline: status: JSON lists services")
+    record = run.record("baseline: status: lists services")
     assert record["verdict"] == "fail"
     assert "services.node is str" in record["evidence"], record
     assert Kind.MUTATE not in run.kinds()
@@ -211,7 +211,7 @@ def test_a_broken_box_is_judged_on_one_read_not_waited_on(
     stack.stop("worker-1")
     run = gate(stack, real_windows, tmp_path, check=True)
     assert run.code == 1, run.console
-    workers = run.record("api: workers online >= --workers")
+    workers = run.record("api: workers online >= fact workers")
     assert workers["verdict"] == "fail"
     assert "converging" not in workers["evidence"], "a broken stack was waited on as converging"
     assert run.verdict("status: exit code 0") == "fail"
@@ -222,7 +222,7 @@ def test_a_converging_value_is_waited_on_while_the_stack_is_ready(
 ) -> None:
     stack = FakeStack(api_overrides={"workers.online": 0})
     run = gate(stack, contract, tmp_path, check=True)
-    workers = run.record("api: workers online >= --workers")
+    workers = run.record("api: workers online >= fact workers")
     assert workers["verdict"] == "fail"
     assert "converging: not held after" in workers["evidence"], workers
 
@@ -251,7 +251,7 @@ def test_an_unhealthy_box_is_a_failed_check_and_is_not_touched(
     run = gate(stack, contract, tmp_path, scenario=["main-secure-strict"])
     assert run.code == 1, run.console
     assert run.summary["verdict"] == "failed"
-    assert run.verdict("baseline: status: JSON lists services") == "fail"
+    assert run.verdict("baseline: status: lists services") == "fail"
     assert Kind.MUTATE not in run.kinds()
     assert stack.applies == []
 
@@ -413,3 +413,94 @@ def test_the_phase_flag_joins_the_one_table(noop: NoopPhase) -> None:
     from gate.cli.flags import table
 
     assert "--noop" in [f.option for f in table()]
+
+
+# --- the contract: every axis observed, the change's scope, what a contract must say ------
+
+WITHOUT_BIND_CHECK = (
+    "import dataclasses\n"
+    "CONTRACT = dataclasses.replace(\n"
+    "    CONTRACT, checks=tuple(c for c in CONTRACT.checks if c.probe != 'node-rpc')\n"
+    ")\n"
+)
+
+
+@pytest.mark.parametrize(("strict", "code"), [(False, 0), (True, 1)])
+def test_an_unobserved_axis_is_said_and_fails_strict(
+    tmp_path: Path, strict: bool, code: int
+) -> None:
+    """Without the bind check no expectation follows node.lan_access: the run says so."""
+    contract = contract_file(tmp_path, WITHOUT_BIND_CHECK)
+    run = gate(FakeStack(), contract, tmp_path, scenario=["local-defaults"], strict=strict)
+    assert run.code == code, run.console
+    assert run.summary["unobserved_axes"] == ["node.lan_access"]
+    assert run.verdict("axis node.lan_access observed by a check") == "skip"
+    if strict:
+        assert run.summary["strict_failures"] == [
+            "skip of class missing: axis node.lan_access observed by a check"
+        ]
+
+
+def test_every_axis_of_the_sample_is_observed(contract: Path, tmp_path: Path) -> None:
+    """Positive control for the test above: the full contract observes all seven axes."""
+    run = gate(FakeStack(), contract, tmp_path, scenario=["local-defaults"], strict=True)
+    assert run.code == 0, run.console
+    assert run.summary["unobserved_axes"] == []
+    assert len(run.summary["axes_observed_by"]) == 7
+
+
+def test_an_apply_that_recreates_everything_on_a_small_change_fails_the_scope(
+    contract: Path, tmp_path: Path
+) -> None:
+    """main-secure-strict touches pool and dashboard; node, proxy and the workers must keep
+    their pids. The defect recreates them all, and a second apply is still quiet."""
+    stack = FakeStack(recreate_all_on_change=True)
+    run = gate(stack, contract, tmp_path, scenario=["main-secure-strict"])
+    assert run.code == 1, run.console
+    scope = run.record("scope: services outside the change kept their pids")
+    assert scope["verdict"] == "fail"
+    assert scope["observed"] == "recreated: node, proxy, worker-1, worker-2"
+    assert run.verdict("idempotent: no service restarted") == "pass"
+
+
+def test_a_change_within_its_scope_passes_it(contract: Path, tmp_path: Path) -> None:
+    run = gate(FakeStack(), contract, tmp_path, scenario=["main-secure-strict"])
+    assert run.code == 0, run.console
+    scope = run.record("scope: services outside the change kept their pids")
+    assert scope["verdict"] == "pass"
+    assert scope["expected"] == "4 unchanged outside dashboard, pool"
+    restarted = run.record("idempotent: no service restarted")
+    assert restarted["evidence"].startswith("pid and started of 6 services compared")
+
+
+@pytest.mark.parametrize(
+    ("extra", "facts", "problem"),
+    [
+        (
+            "import dataclasses\n"
+            "CONTRACT = dataclasses.replace(CONTRACT, checks=(), counters=())\n",
+            [],
+            "declares no check: it would assert nothing",
+        ),
+        ("", ["workers=0"], "AtLeast(0) holds for any count"),
+        (
+            "import dataclasses\nfrom gate.contract import Check, Equals\n"
+            "CONTRACT = dataclasses.replace(\n"
+            "    CONTRACT, checks=(Check('x', 'nope', 'a', Equals(1)),)\n"
+            ")\n",
+            [],
+            "uses probe 'nope', which it does not declare (known: status, api,",
+        ),
+    ],
+)
+def test_a_contract_that_cannot_assert_is_a_usage_error_and_touches_nothing(
+    tmp_path: Path, extra: str, facts: list[str], problem: str
+) -> None:
+    stack = FakeStack()
+    before = dict(stack.files)
+    run = gate(stack, contract_file(tmp_path, extra), tmp_path, fact=facts or None)
+    assert run.code == 2, run.console
+    assert problem in run.console
+    assert {k: v.text for k, v in stack.files.items() if not k.startswith(".gate")} == {
+        k: v.text for k, v in before.items() if not k.startswith(".gate")
+    }

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakestack import SECRETS, FakeStack
+from fakestack import SECRETS, FakeStack, sha256
 
 from gate.artifacts import Artifacts
+from gate.battery import battery
 from gate.box import Box, Event, Kind
 from gate.capture import capture
 from gate.checks import CheckRecord, Verdict, check_secrets_kept, check_secrets_present
@@ -32,16 +33,11 @@ from gate.snapshot import (
 )
 from gate.testing.double import Reply, UnexpectedCommand
 
-try:  # the battery is moving out of the check phase into its own module
-    from gate.battery import battery
-except ImportError:  # pragma: no cover - the layout before the engine refactor
-    from gate.phases.check import battery  # type: ignore[attr-defined,no-redef]
-
-WORKERS = 2
+FACTS = {"workers": "2"}
 SERVICE_CHECKS = ("services: every expected service running", "services: no unexpected service")
 STATUS = "status: exit code 0"
 TIER = "api: pool tier matches pool.tier"
-POSTURE = "posture: env settings match config"
+POSTURE = "env: POOL_TIER rendered from config"
 
 
 @pytest.fixture
@@ -62,7 +58,7 @@ def judge(box: Box) -> dict[str, CheckRecord]:
     """The battery against the box's own config, by check name."""
     cfg = read_config(box)
     assert cfg.usable and cfg.value is not None, cfg.error
-    return {r.name: r for r in battery(box, cfg.value, WORKERS)}
+    return {r.name: r for r in battery(box, cfg.value, FACTS)}
 
 
 def verdicts(records: dict[str, CheckRecord]) -> dict[str, Verdict]:
@@ -90,7 +86,7 @@ def take_baseline(stack: FakeStack, box: Box) -> Baseline:
 
 
 def apply(box: Box) -> Any:
-    return box.control(box.contract.commands.apply, kind=Kind.MUTATE)
+    return box.control(box.contract.actions.apply, kind=Kind.MUTATE)
 
 
 # --- green --------------------------------------------------------------------------------------
@@ -104,7 +100,8 @@ def test_a_healthy_fake_passes_every_check_the_contract_declares(
     records = judge(box)
     assert red(records) == set()
     contract = box.contract
-    assert len(records) == 3 + len(contract.api_checks) + 2 + len(contract.counters)
+    auth = 1  # the one authenticated HTTP probe's control
+    assert len(records) == 3 + len(contract.checks) + auth + len(contract.counters)
     assert read_state(box) == {"state": "clean"}
     assert check_secrets_present(read_fingerprints(box)).verdict is Verdict.PASS
 
@@ -198,7 +195,7 @@ def test_a_stopped_worker_fails_services_status_and_workers_online(
     stack = make_stack()
     stack.stop("worker-1")
     records = judge(stack.connect())
-    assert red(records) == {SERVICE_CHECKS[0], STATUS, "api: workers online >= --workers"}
+    assert red(records) == {SERVICE_CHECKS[0], STATUS, "api: workers online >= fact workers"}
     assert "worker-1 is exited" in records[SERVICE_CHECKS[0]].evidence
 
 
@@ -217,7 +214,32 @@ def test_an_env_file_edited_by_hand_fails_posture(make_stack: Callable[..., Fake
     stack.set_env("POOL_TIER", "main")
     records = judge(stack.connect())
     assert red(records) == {POSTURE}
-    assert "POOL_TIER: want mini, got main" in records[POSTURE].evidence
+    assert records[POSTURE].evidence == 'POOL_TIER = "main"'
+
+
+def test_a_daemon_bound_wider_than_its_config_fails_the_bind_check(
+    make_stack: Callable[..., FakeStack],
+) -> None:
+    """Derived, not raw: config and .env say loopback, the kernel says 0.0.0.0."""
+    stack = make_stack(node_bind="0.0.0.0")
+    records = judge(stack.connect())
+    bind = "node-rpc: node RPC bound as node.lan_access says"
+    assert red(records) == {bind}
+    assert records[bind].observed == '["0.0.0.0"]'
+
+
+def test_an_api_that_answers_without_credentials_fails_the_auth_control(
+    make_stack: Callable[..., FakeStack],
+) -> None:
+    stack = make_stack()
+    stack.files[".env"].text = stack.files[".env"].text.replace(
+        "DASHBOARD_TOKEN=", "DASHBOARD_TOKEN_OLD="
+    )
+    stack.programs["dashboard"].settings["token_sha256"] = sha256("")
+    records = judge(stack.connect())
+    auth = "auth: api refuses a request without credentials"
+    assert records[auth].verdict is Verdict.FAIL
+    assert records[auth].evidence == "answered WITHOUT credentials"
 
 
 def test_a_failed_apply_changes_nothing_and_the_new_config_is_not_live(
@@ -294,7 +316,7 @@ def test_a_link_drop_mid_battery_is_inconclusive_and_the_box_reconnects(
     reconnects: list[int] = []
     box.reconnected = lambda: reconnects.append(stack.target.generation)
     stack.defects.drop_at = len(stack.target.calls) + 1  # the status read
-    records = {r.name: r for r in battery(box, cfg, WORKERS)}
+    records = {r.name: r for r in battery(box, cfg, FACTS)}
     assert {n for n, r in records.items() if r.verdict is Verdict.INCONCLUSIVE} == {
         *SERVICE_CHECKS,
         STATUS,
@@ -311,7 +333,7 @@ def test_a_link_that_never_comes_back_makes_every_later_check_inconclusive(
     cfg = read_config(box).value
     assert cfg is not None
     stack.defects.drop_at, stack.defects.drop_for_good = len(stack.target.calls) + 1, True
-    records = battery(box, cfg, WORKERS)
+    records = battery(box, cfg, FACTS)
     assert records and {r.verdict for r in records} == {Verdict.INCONCLUSIVE}
 
 

@@ -9,8 +9,6 @@ import pytest
 
 from gate.errors import UsageError
 from gate.inventory import (
-    DEFAULT_CONTROL,
-    DEFAULT_WORKERS,
     HostSpec,
     inventory_path,
     local_spec,
@@ -24,7 +22,6 @@ user = "root"
 identity = "~/.ssh/id_ed25519"
 dir = "/srv/stack"
 control = "sudo ./stackctl"
-workers = 3
 known_hosts = "inventory/known_hosts"
 
 [requirements]
@@ -69,7 +66,6 @@ def test_full_inventory_file_loads_every_field(inventory: Path) -> None:
         identity=Path("~/.ssh/id_ed25519").expanduser(),
         dir="/srv/stack",
         control="sudo ./stackctl",
-        workers=3,
         known_hosts=inventory.parent / "inventory" / "known_hosts",
         requirements={
             "remote_node_url": "http://10.0.0.5:18081",
@@ -83,7 +79,7 @@ def test_minimal_inventory_file_gets_defaults(inventory: Path) -> None:
     write(inventory, "tiny", 'dir = "/srv/stack"\n')
     spec = resolve_host("tiny", inventory)
     assert (spec.host, spec.port, spec.user, spec.identity) == ("tiny", None, None, None)
-    assert (spec.control, spec.workers) == (DEFAULT_CONTROL, DEFAULT_WORKERS)
+    assert spec.control == ""  # the contract's own control command
     assert spec.known_hosts == inventory / "known_hosts"
     assert dict(spec.requirements) == {}
 
@@ -222,8 +218,7 @@ def test_missing_named_file_names_the_file(inventory: Path) -> None:
         ('dir = "/s"\nport = true\n', "port must be an integer, got True"),
         ('dir = "/s"\nport = 0\n', "bad port 0"),
         ('dir = "/s"\nport = 70000\n', "bad port 70000"),
-        ('dir = "/s"\nworkers = -1\n', "workers must be 0 or more, got -1"),
-        ('dir = "/s"\nworkers = "2"\n', "workers must be an integer"),
+        ('dir = "/s"\nworkers = 2\n', "'workers' is no inventory key any more: run-wide"),
         ('dir = "/s"\nuser = ["root"]\n', "user must be a string"),
         ('dir = "/s"\nrequirements = "x"\n', "requirements must be a table"),
         ('dir = "/s"\n[requirements]\npeers = 3\n', "requirements.peers must be a string, got 3"),
@@ -245,6 +240,6 @@ def test_unreadable_bytes_are_a_usage_error(inventory: Path) -> None:
 
 def test_a_valid_file_passes_the_same_checks(inventory: Path) -> None:
     """Positive control for the table above: the same keys, right types, load fine."""
-    write(inventory, "box", 'dir = "/s"\nport = 2222\nworkers = 0\n[requirements]\npeers = "3"\n')
+    write(inventory, "box", 'dir = "/s"\nport = 2222\n[requirements]\nworkers = "0"\n')
     spec = resolve_host("box", inventory)
-    assert (spec.port, spec.workers, dict(spec.requirements)) == (2222, 0, {"peers": "3"})
+    assert (spec.port, dict(spec.requirements)) == (2222, {"workers": "0"})

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from gate.box import Box, Event
-from gate.contract import Dashboard, Secrets, StackContract
+from gate.contract import Secrets, StackContract
 from gate.errors import LockLost, Unreachable
 from gate.inventory import HostSpec
 from gate.lock import BoxLock
@@ -19,12 +19,7 @@ from gate.testing.double import Held, Reply, ScriptedHold, ScriptedTarget
 CONTRACT = StackContract(
     name="lock-unit",
     expected_services=lambda _cfg: frozenset(),
-    posture=lambda _cfg: {},
-    dashboard=Dashboard(
-        url=lambda _cfg: "http://127.0.0.1:1/",
-        token_env_key="API_TOKEN",
-        secure_flag=lambda _cfg: False,
-    ),
+    control="./stackctl",
     secrets=Secrets(env_keys=(), files=(), config_paths=()),
 )
 LOCK = re.compile(r"boxtool\.py lock ")

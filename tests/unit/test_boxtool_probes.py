@@ -1,0 +1,172 @@
+"""boxtool's probe verbs on real files, sockets and processes in a temp stack dir."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gate import boxtool
+
+TOKEN = "canary-token-5f2e9a01c7"
+
+
+@pytest.fixture
+def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A stack dir with an env file holding one secret and a spec naming it."""
+    (tmp_path / ".env").write_text(f"API_TOKEN={TOKEN}\nMODE=fast\n# a comment\n")
+    spec = {
+        "env_file": ".env",
+        "config_file": "config.json",
+        "config_format": "json",
+        "env_keys": ["*_TOKEN"],
+        "files": [],
+        "config_paths": [],
+        "in_use": [
+            {"secret": "API_TOKEN", "file": "conf/app.conf"},
+            {"secret": "API_TOKEN", "file": "conf/stale.conf"},
+            {"secret": "API_TOKEN", "file": "conf/none.conf"},
+        ],
+    }
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "app.conf").write_text(f"requirepass {TOKEN}\nmaxmemory 64mb\n")
+    (tmp_path / "conf" / "stale.conf").write_text("requirepass an-older-password\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GATE_SPEC", str(tmp_path / "spec.json"))
+    return tmp_path
+
+
+def tool(capsys: pytest.CaptureFixture[str], *args: str) -> Any:
+    code = boxtool.main(list(args))
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return json.loads(out)
+
+
+@pytest.fixture
+def listener() -> Iterator[int]:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        server.close()
+
+
+def test_port_reports_the_kernel_bind(
+    stack: Path, listener: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answer = tool(capsys, "port", "127.0.0.1", str(listener))
+    assert answer == {"open": True, "tls": False, "listening": ["127.0.0.1"]}
+    elsewhere = tool(capsys, "port", "127.0.0.2", str(listener))  # bound to .1 only
+    assert (elsewhere["open"], elsewhere["listening"]) == (False, ["127.0.0.1"])
+    plain = tool(capsys, "port", "127.0.0.1", str(listener), "--no-tls")
+    assert plain == {"open": True, "tls": None, "listening": ["127.0.0.1"]}
+
+
+def test_a_closed_port_is_neither_open_nor_tls(
+    stack: Path, listener: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    assert tool(capsys, "port", "127.0.0.1", str(port)) == {
+        "open": False,
+        "tls": None,
+        "listening": [],
+    }
+
+
+def test_file_formats_mask_secrets(stack: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert tool(capsys, "file", ".env", "env") == {"API_TOKEN": "***", "MODE": "fast"}
+    conf = tool(capsys, "file", "conf/app.conf", "keyvalue")
+    assert conf == {"requirepass": "***", "maxmemory": "64mb"}
+    assert tool(capsys, "file", "conf/app.conf", "lines") == ["requirepass ***", "maxmemory 64mb"]
+    assert boxtool.main(["file", "conf/missing.conf", "lines"]) == 1
+
+
+def test_in_use_compares_on_the_box_and_sends_no_plaintext(
+    stack: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = boxtool.main(["inuse"])
+    out = capsys.readouterr().out
+    assert code == 0 and TOKEN not in out
+    present = {a["file"]: a["present"] for a in json.loads(out)}
+    assert present == {"conf/app.conf": True, "conf/stale.conf": False, "conf/none.conf": None}
+
+
+def test_exec_hands_a_secret_to_the_command_by_its_environment(
+    stack: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    command = 'test "$KEY" = "$(sed -n s/^API_TOKEN=//p .env)" && echo same; echo "$KEY"'
+    assert boxtool.main(["exec", "10", command, "KEY=API_TOKEN"]) == 0
+    out = capfd.readouterr().out
+    assert out.splitlines() == ["same", "***"]  # reached it, and scrubbed on the way out
+
+
+def test_the_env_format_renders_in_place(stack: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (stack / "settings.env").write_text("# keep me\nMODE=fast\nLEVEL=3\n")
+    spec = json.loads((stack / "spec.json").read_text())
+    spec.update(config_file="settings.env", config_format="env")
+    (stack / "spec.json").write_text(json.dumps(spec))
+    assert tool(capsys, "config") == {"LEVEL": "3", "MODE": "fast"}
+    render(stack, {"MODE": "slow", "LEVEL": True})
+    assert (stack / "out.env").read_text() == "# keep me\nMODE=slow\nLEVEL=true\n"
+    assert render(stack, {"NOPE": "1"}) == 2
+
+
+class IniFormat:
+    """A format added through the seam: `[section]` + `key = value` lines."""
+
+    @staticmethod
+    def load(text: str) -> Any:
+        config: dict[str, dict[str, str]] = {}
+        section = config.setdefault("", {})
+        for line in text.splitlines():
+            if line.startswith("["):
+                section = config.setdefault(line.strip("[]"), {})
+            elif "=" in line:
+                key, _, value = line.partition("=")
+                section[key.strip()] = value.strip()
+        return config
+
+    @staticmethod
+    def dump(config: Any, _original: str) -> str:
+        return "".join(
+            f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items())
+            for name, keys in config.items()
+            if name
+        )
+
+
+def test_a_new_config_format_is_one_entry_in_formats(
+    stack: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(boxtool.FORMATS, "ini", IniFormat)
+    (stack / "app.ini").write_text("[server]\nport = 80\n")
+    spec = json.loads((stack / "spec.json").read_text())
+    spec.update(config_file="app.ini", config_format="ini")
+    (stack / "spec.json").write_text(json.dumps(spec))
+    assert tool(capsys, "config")["server"] == {"port": "80"}
+    assert render(stack, {"server.port": "8080"}, base="app.ini", out="out.ini") == 0
+    assert (stack / "out.ini").read_text() == "[server]\nport = 8080\n"
+
+
+def render(stack: Path, overrides: dict[str, Any], base: str = "", out: str = "out.env") -> int:
+    """boxtool render with the overrides on stdin, as the matrix phase sends them."""
+    spec = json.loads((stack / "spec.json").read_text())
+    stdin = sys.stdin
+    sys.stdin = io.StringIO(json.dumps(overrides))
+    try:
+        return boxtool.main(["render", base or spec["config_file"], out])
+    finally:
+        sys.stdin = stdin

@@ -1,0 +1,63 @@
+"""The change's scope and the restart half of idempotency, on clocks built in the test."""
+
+from __future__ import annotations
+
+from gate.checks import SkipClass, Verdict
+from gate.matrix import Axis, Matrix, Scenario
+from gate.phases.matrix import changed_paths, restarted, scope
+
+MATRIX = Matrix(
+    axes=(
+        Axis("front.tls", (False, True), touches=("front",)),
+        Axis("redis.policy", ("noeviction", "allkeys-lru"), touches=("redis",)),
+        Axis("replica.enabled", (False, True)),
+    ),
+    scenarios=(Scenario("defaults", {}),),
+)
+BASE = {"front": {"tls": False}, "redis": {"policy": "noeviction"}, "replica": {"enabled": False}}
+TLS_ON = {**BASE, "front": {"tls": True}}
+BEFORE = {"redis": (11,), "api": (12,), "front": (13,)}
+
+
+def test_changed_paths_tell_types_apart() -> None:
+    assert changed_paths({"a": {"b": 1}}, {"a": {"b": True}}) == ["a.b"]
+    assert changed_paths(BASE, BASE) == []
+    assert changed_paths(BASE, TLS_ON) == ["front.tls"]
+
+
+def test_a_service_outside_the_change_recreated_fails_naming_it() -> None:
+    after = {"redis": (21,), "api": (12,), "front": (23,)}
+    (record,) = scope(MATRIX, BASE, TLS_ON, BEFORE, after)
+    assert record.verdict is Verdict.FAIL
+    assert record.observed == "recreated: redis"
+    assert record.evidence == "changed front.tls; recreated outside its scope: redis"
+
+
+def test_the_touched_service_may_restart() -> None:
+    after = {"redis": (11,), "api": (12,), "front": (23,)}
+    (record,) = scope(MATRIX, BASE, TLS_ON, BEFORE, after)
+    assert (record.verdict, record.expected) == (Verdict.PASS, "2 unchanged outside front")
+
+
+def test_an_axis_without_touches_makes_the_scope_unknown_not_green() -> None:
+    replica = {**BASE, "replica": {"enabled": True}}
+    (record,) = scope(MATRIX, BASE, replica, BEFORE, dict(BEFORE))
+    assert (record.verdict, record.skip_class) == (Verdict.SKIP, SkipClass.BY_DESIGN)
+    assert "replica.enabled changed and declares no touches" in record.evidence
+
+
+def test_without_pids_neither_check_can_pass() -> None:
+    blind = {"redis": (None,), "api": (None,), "front": (None,)}
+    (record,) = scope(MATRIX, BASE, TLS_ON, blind, blind)
+    assert (record.verdict, record.skip_class) == (Verdict.SKIP, SkipClass.MISSING)
+    again = restarted(blind, blind, ["pid"])
+    assert (again.verdict, again.skip_class) == (Verdict.SKIP, SkipClass.MISSING)
+    assert restarted(BEFORE, BEFORE, []).verdict is Verdict.SKIP
+
+
+def test_restarted_names_what_it_compared() -> None:
+    record = restarted(BEFORE, BEFORE, ["pid"])
+    assert record.verdict is Verdict.PASS
+    assert record.evidence == "pid of 3 services compared before and after the second apply"
+    moved = restarted(BEFORE, {**BEFORE, "api": (99,)}, ["pid"])
+    assert (moved.verdict, moved.observed) == (Verdict.FAIL, "restarted: api")
