@@ -173,10 +173,17 @@ CONTRACT = StackContract(
         # What apply rendered (the derived view; secrets masked by the probe).
         File("redis-conf", "conf/redis.conf", format="keyvalue"),
         File("nginx-conf", "conf/nginx.conf", format="lines"),
-        # Where the front is really bound, and whether it speaks TLS. (Not redis: a TLS
-        # hello to a plaintext redis waits out the probe's whole handshake timeout; redis
-        # says its own bind through CONFIG GET above.)
+        # Where the daemons are really bound (the kernel's listeners, whatever a file says),
+        # and whether the front speaks TLS. A TLS hello to plaintext redis would wait out
+        # the probe's whole handshake timeout: no handshake there.
         Port("front-port", port=lambda cfg: int(lookup(cfg, "front.port"))),
+        Port("redis-port", port=lambda cfg: int(lookup(cfg, "redis.port")), handshake=False),
+        Port(
+            "replica-port",
+            port=lambda cfg: int(lookup(cfg, "replica.port")),
+            handshake=False,
+            applies=replica_on,
+        ),
     ),
     checks=(
         # status
@@ -229,6 +236,14 @@ CONTRACT = StackContract(
             converges=SETTLE_S,
         ),
         Check("bound to loopback only", "redis-config", "bind", Equals("127.0.0.1")),
+        Check("bound to loopback only", "redis-port", "listening", Equals(["127.0.0.1"])),
+        Check(
+            "bound to loopback only",
+            "replica-port",
+            "listening",
+            Equals(["127.0.0.1"]),
+            applies=replica_on,
+        ),
         Check(
             "a replica",
             "replica-replication",
