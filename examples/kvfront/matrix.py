@@ -131,7 +131,14 @@ CONTRACT = StackContract(
     expected_services=expected_services,
     status=Status(command="status --json"),
     services=Services(
-        probe="status", at="services", name="name", state="state", running="running", pid="pid"
+        probe="status",
+        at="services",
+        name="name",
+        state="state",
+        running="running",
+        absent=("missing",),
+        pid="pid",
+        started=None,
     ),
     probes=(
         # HTTP, through the front (nginx): the public health check and the token-guarded admin
