@@ -184,6 +184,7 @@ CONTRACT = StackContract(
         # and whether the front speaks TLS. A TLS hello to plaintext redis would wait out
         # the probe's whole handshake timeout: no handshake there.
         Port("front-port", port=lambda cfg: int(lookup(cfg, "front.port"))),
+        Port("api-port", port=lambda cfg: int(lookup(cfg, "api.port"))),
         Port("redis-port", port=lambda cfg: int(lookup(cfg, "redis.port")), handshake=False),
         Port(
             "replica-port",
@@ -212,6 +213,8 @@ CONTRACT = StackContract(
         Check("scheme follows front.tls", "admin", "scheme", Equals(scheme)),
         Check("counts this connection", "admin", "connections.active", AtLeast(1)),
         Check("redis answers PONG through webdis", "api-ping", "PING", Equals([True, "PONG"])),
+        Check("bound to loopback only", "api-port", "listening", Equals(["127.0.0.1"])),
+        Check("plain HTTP behind the front", "api-port", "tls", Equals(False)),
         # the front's raw transport
         Check("speaks TLS as front.tls says", "front-port", "tls", Equals(config("front.tls"))),
         Check("bound to loopback only", "front-port", "listening", Equals(["127.0.0.1"])),
