@@ -158,7 +158,9 @@ CONTRACT = StackContract(
 
 MATRIX = Matrix(
     axes=(
-        Axis("node.mode", ("local", "remote"), touches=("node", "pool", "proxy", "dashboard")),
+        # in remote mode every service but the node reads the remote token at start
+        # (stacklib/apply.py settings_hash): switching the mode recreates them all
+        Axis("node.mode", ("local", "remote"), touches=("*",)),
         Axis("node.compact", (False, True), touches=("node",)),
         Axis("node.lan_access", (False, True), touches=("node",)),
         Axis("pool.tier", ("mini", "main", "nano"), touches=("pool",)),
@@ -190,7 +192,11 @@ MATRIX = Matrix(
             "remote-node",
             {
                 "node.mode": "remote",
-                "node.remote_url": Fact("remote_node_url", why=REMOTE_WHY),
+                "node.remote_url": Fact(
+                    "remote_node_url",
+                    why=REMOTE_WHY,
+                    touches=("pool", "proxy", "dashboard"),
+                ),
                 "pool.tier": "main",
                 "dashboard.secure": True,
             },
@@ -199,7 +205,7 @@ MATRIX = Matrix(
             "compact-alt-data",
             {
                 "node.compact": True,
-                "node.data_dir": Fact("alt_data_dir", why=COMPACT_WHY),
+                "node.data_dir": Fact("alt_data_dir", why=COMPACT_WHY, touches=("node",)),
                 "pool.tier": "nano",
             },
             note="the destructive axis, only against a spare data dir",

@@ -32,6 +32,8 @@ class Fact:
     name: str
     skip: str = "missing"
     why: str = ""
+    touches: tuple[str, ...] | None = None
+    """The services a change of the path this fact fills may recreate (as Axis.touches)."""
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,8 @@ class Axis:
     path: str
     values: tuple[Any, ...]
     touches: tuple[str, ...] | None = None
-    """The services a change of this axis may recreate; every other one must keep its pid.
-    None: not declared (a change of this axis is not held to a scope)."""
+    """The services a change of this axis may recreate (names or globs, "worker-*"); every
+    other one must keep its pid. None: not declared (its changes are held to no scope)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,17 @@ class Matrix:
 
     def axis(self, path: str) -> Axis | None:
         return next((a for a in self.axes if a.path == path), None)
+
+    def touches(self, path: str) -> tuple[str, ...] | None:
+        """What a change of `path` may recreate: its axis's or its fact's declaration."""
+        axis = self.axis(path)
+        if axis is not None:
+            return axis.touches
+        facts = [
+            s.overrides[path] for s in self.scenarios if isinstance(s.overrides.get(path), Fact)
+        ]
+        declared = [f.touches for f in facts if f.touches is not None]
+        return declared[0] if declared else None
 
     def scenario(self, name: str) -> Scenario:
         for scenario in self.scenarios:

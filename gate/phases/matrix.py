@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from gate.battery import battery, wait_ready
@@ -249,12 +250,14 @@ def scope(
     changed = changed_paths(previous, cfg)
     touched: set[str] = set()
     for path in changed:
-        axis = matrix.axis(path)
-        if axis is None or axis.touches is None:
-            why = f"{path} changed and {'is no axis' if axis is None else 'declares no touches'}"
+        touches = matrix.touches(path)
+        if touches is None:
+            why = f"{path} changed and declares no touches (on its Axis or Fact)"
             return [_scope_skip(f"{why}: the change's scope is unknown")]
-        touched.update(axis.touches)
-    kept = sorted(s for s in set(before) & set(after) if s not in touched)
+        touched.update(touches)
+    kept = sorted(
+        s for s in set(before) & set(after) if not any(fnmatchcase(s, t) for t in touched)
+    )
     if not kept:
         return [_scope_skip("no running service lies outside the change")]
     moved = [s for s in kept if before[s] != after[s]]

@@ -25,7 +25,7 @@ from harness import (
     wait_for,
     wait_for_event,
 )
-from stackbox import services_running_in
+from stackbox import listen_addresses, services_running_in
 
 from gate.testing.sshd import Sshd
 
@@ -286,3 +286,31 @@ def test_dashboard_answering_garbage_fails_the_api_checks(
     assert (auth["verdict"], auth["observed"]) == ("fail", "HTTP 200")
     state = (run.run_dir / "captures" / "check" / "probes" / "api.json").read_text()
     assert "not JSON" in state
+
+
+# --- derived, not raw: the daemon's real bind, not what its files say ------------------------
+
+
+def test_a_node_bound_wider_than_its_config_fails_the_bind_check(
+    make_stack_box: Callable[..., Box], tmp_path: Path
+) -> None:
+    """The review's wrapper: apply with lan_access on, then put config.json's bytes and .env's
+    bind line back by hand. Files and env say loopback; the kernel says 0.0.0.0."""
+    box = make_stack_box()
+    config_bytes = (box.path / "config.json").read_bytes()
+    env_bytes = (box.path / ".env").read_bytes()
+    box.edit(node={"lan_access": True})
+    assert box.ctl("apply", "-y").returncode == 0
+    box.wait_healthy()
+    (box.path / "config.json").write_bytes(config_bytes)
+    (box.path / ".env").write_bytes(env_bytes)
+    assert listen_addresses(box.port("node", "rpc_port")) == {"0.0.0.0"}, "precondition"
+
+    run = run_gate("--local", "--dir", str(box.path), "--check", out=tmp_path / "results")
+
+    assert run.code == 1, run.output
+    bind = record(run, "node-rpc: node RPC bound as node.lan_access says")
+    assert (bind["verdict"], bind["observed"]) == ("fail", '["0.0.0.0"]')
+    assert run.verdict("env: NODE_MODE rendered from config") == "pass"  # the files agree
+    failed = {c["name"] for c in run.summary["checks"] if c["verdict"] == "fail"}
+    assert failed == {"node-rpc: node RPC bound as node.lan_access says"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gate.checks import SkipClass, Verdict
-from gate.matrix import Axis, Matrix, Scenario
+from gate.matrix import Axis, Fact, Matrix, Scenario
 from gate.phases.matrix import changed_paths, restarted, scope
 
 MATRIX = Matrix(
@@ -44,6 +44,20 @@ def test_an_axis_without_touches_makes_the_scope_unknown_not_green() -> None:
     (record,) = scope(MATRIX, BASE, replica, BEFORE, dict(BEFORE))
     assert (record.verdict, record.skip_class) == (Verdict.SKIP, SkipClass.BY_DESIGN)
     assert "replica.enabled changed and declares no touches" in record.evidence
+
+
+def test_a_fact_filled_path_takes_its_facts_touches() -> None:
+    matrix = Matrix(
+        axes=MATRIX.axes,
+        scenarios=(Scenario("remote", {"redis.url": Fact("url", touches=("api",))}),),
+    )
+    base = {**BASE, "redis": {"policy": "noeviction", "url": "a"}}
+    moved = {**BASE, "redis": {"policy": "noeviction", "url": "b"}}
+    after = {**BEFORE, "api": (22,)}
+    (record,) = scope(matrix, base, moved, BEFORE, after)
+    assert (record.verdict, record.expected) == (Verdict.PASS, "2 unchanged outside api")
+    (red,) = scope(matrix, base, moved, BEFORE, {**after, "front": (23,)})
+    assert red.observed == "recreated: front"
 
 
 def test_without_pids_neither_check_can_pass() -> None:
