@@ -158,6 +158,18 @@ def scrub(text: str, values: list[str]) -> str:
     return _BEARER.sub(r"\1" + MASK, text)
 
 
+def scrub_tree(value: Any, values: list[str]) -> Any:
+    """Every string in a JSON value (keys too) scrubbed before it is dumped: scrubbing the
+    dumped text could eat an escape (`Bearer realm=\\"x\\"`) and break the JSON."""
+    if isinstance(value, str):
+        return scrub(value, values)
+    if isinstance(value, list):
+        return [scrub_tree(item, values) for item in value]
+    if isinstance(value, dict):
+        return {scrub(str(k), values): scrub_tree(v, values) for k, v in value.items()}
+    return value
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -231,7 +243,7 @@ def mask_paths(config: Any, paths: list[str]) -> Any:
 def cmd_config(spec: dict[str, Any], _args: list[str]) -> int:
     """Print the config (any format, as JSON) with every secret path masked."""
     config = mask_paths(read_config(spec), spec["config_paths"])
-    print(scrub(json.dumps(config, indent=2, sort_keys=True), secret_values(spec)))
+    print(json.dumps(scrub_tree(config, secret_values(spec)), indent=2, sort_keys=True))
     return 0
 
 
@@ -276,8 +288,7 @@ def cmd_http(spec: dict[str, Any], args: list[str]) -> int:
         result["code"], result["body"] = exc.code, exc.read().decode("utf-8", "replace")
     except (OSError, ValueError) as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"
-    values = secret_values(spec)
-    print(json.dumps({k: scrub(v, values) if isinstance(v, str) else v for k, v in result.items()}))
+    print(json.dumps(scrub_tree(result, secret_values(spec))))
     return 0
 
 
@@ -368,7 +379,7 @@ def cmd_file(spec: dict[str, Any], args: list[str]) -> int:
     except (OSError, ValueError) as exc:
         print(f"boxtool: {args[0]}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    print(scrub(json.dumps(parsed, sort_keys=True), secret_values(spec)))
+    print(json.dumps(scrub_tree(parsed, secret_values(spec)), sort_keys=True))
     return 0
 
 

@@ -170,3 +170,15 @@ def render(stack: Path, overrides: dict[str, Any], base: str = "", out: str = "o
         return boxtool.main(["render", base or spec["config_file"], out])
     finally:
         sys.stdin = stdin
+
+
+def test_a_bearer_word_in_a_file_keeps_the_json_whole(
+    stack: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """nginx.conf's `add_header WWW-Authenticate 'Bearer realm=\\"kv\\"'`: scrubbing the
+    dumped text once ate the escape's backslash and broke the JSON (found gating kvfront)."""
+    (stack / "conf" / "nginx.conf").write_text(
+        f"add_header WWW-Authenticate 'Bearer realm=\\\"kv\\\"';\nmap {TOKEN} 1;\n"
+    )
+    lines = tool(capsys, "file", "conf/nginx.conf", "lines")
+    assert lines == ["add_header WWW-Authenticate 'Bearer ***\"kv\\\"';", "map *** 1;"]
