@@ -19,11 +19,10 @@ from conftest import ssh_args
 from harness import MUTATING_VERBS, GateRun, run_gate
 from kvfront_box import CONTRACT, Box, KvBoxes, kv_hashes, leaked
 
-from gate.matrix import validate_matrix
+from gate.matrix import coverage, validate_matrix
+from gate.observed import observers
 from gate.options import load_contract_file
 from gate.testing.sshd import Sshd
-
-pytestmark = pytest.mark.slow
 
 SCENARIOS = ["tls-combined-lru", "aof-replica", "tls-replica"]
 AXES = [
@@ -86,14 +85,14 @@ def assert_no_secret(box: Box, run: GateRun) -> None:
 # --- the contract file itself ---------------------------------------------------------------
 
 
-def test_every_axis_is_observed_by_a_check_and_declares_what_it_touches() -> None:
-    """Offline: the contract loads, the matrix is valid, and each axis has an observer."""
-    from gate.observed import observers
-
+def test_every_axis_is_observed_covered_and_declares_what_it_touches() -> None:
+    """Offline: the contract loads, the matrix is valid, every value of every axis is run by
+    some scenario, and each axis has an observer."""
     loaded = load_contract_file(CONTRACT)
     matrix = validate_matrix(loaded.matrix)
     assert [a.path for a in matrix.axes] == AXES
     assert [s.name for s in matrix.scenarios] == SCENARIOS
+    assert coverage(matrix, list(matrix.scenarios)).uncovered == []
     assert all(a.touches for a in matrix.axes), "every axis declares its scope"
     found = observers(matrix, loaded.contract, None, dict(loaded.contract.facts))
     assert {path for path, names in found.items() if not names} == set(), found
@@ -105,6 +104,7 @@ def test_every_axis_is_observed_by_a_check_and_declares_what_it_touches() -> Non
 # --- green ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_check_passes_on_a_healthy_box_and_changes_nothing(
     kv_box: Box, sshd: Sshd, tmp_path: Path
 ) -> None:
@@ -143,6 +143,7 @@ def test_check_passes_on_a_healthy_box_and_changes_nothing(
     assert_no_secret(kv_box, run)
 
 
+@pytest.mark.slow
 def test_full_matrix_over_ssh_is_green_and_the_box_is_put_back_byte_for_byte(
     kv_box: Box, sshd: Sshd, tmp_path: Path
 ) -> None:
@@ -207,6 +208,7 @@ def test_full_matrix_over_ssh_is_green_and_the_box_is_put_back_byte_for_byte(
 # --- red ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_stopped_daemon_fails_the_check(kv_box: Box, sshd: Sshd, tmp_path: Path) -> None:
     assert kv_box.ctl("stop", "api").returncode == 0
     kv_box.wait_state("api", "exited", code=1)
@@ -226,6 +228,7 @@ def test_a_stopped_daemon_fails_the_check(kv_box: Box, sshd: Sshd, tmp_path: Pat
     assert_no_secret(kv_box, run)
 
 
+@pytest.mark.slow
 def test_a_runtime_setting_the_config_does_not_say_fails_only_the_cli_probe(
     kv_box: Box, sshd: Sshd, tmp_path: Path
 ) -> None:
