@@ -9,14 +9,13 @@ be evaluated on the given config (a path the offline skeleton lacks) observes no
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from gate.contract import Config, StackContract
 from gate.expect import Context
-from gate.matrix import Axis, Matrix
+from gate.matrix import Axis, Matrix, with_value
 
 SERVICES_CHECK = "services: every expected service running"
 
@@ -77,17 +76,6 @@ def _depends(expected: Expected, axis: Axis, base: Config, facts: Mapping[str, s
 def _canonical(value: Any) -> str:
     """A key that tells `true` from `1` and "8000" from 8000."""
     return json.dumps(value, sort_keys=True, default=repr)
-
-
-def with_value(base: Config, path: str, value: Any) -> dict[str, Any]:
-    """A copy of `base` with the dotted `path` set (created if the skeleton lacks it)."""
-    result: dict[str, Any] = copy.deepcopy(dict(base))
-    node = result
-    *parents, leaf = path.split(".")
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[leaf] = value
-    return result
 
 
 def skeleton(matrix: Matrix) -> dict[str, Any]:

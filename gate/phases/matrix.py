@@ -21,7 +21,15 @@ from gate.capture import capture
 from gate.checks import CheckRecord, SkipClass, Verdict, check_secrets_kept, service_entries
 from gate.contract import Config
 from gate.fit import fit_contract
-from gate.matrix import Matrix, Scenario, check_paths, resolve_overrides, unmet, validate_matrix
+from gate.matrix import (
+    Matrix,
+    Scenario,
+    check_paths,
+    resolve_overrides,
+    unmet,
+    validate_matrix,
+    with_value,
+)
 from gate.observe import read_config, read_fingerprints, read_probe
 from gate.observed import observers
 from gate.phases.base import Phase
@@ -46,7 +54,9 @@ class MatrixPhase(Phase):
         check_paths(matrix, selected, run.config)
         self._runnable = runnable(run, selected)
         for scenario in self._runnable:
-            overridden = with_overrides(run.config, resolve_overrides(scenario, run.ctx.facts))
+            overridden: Config = run.config
+            for path, value in resolve_overrides(scenario, run.ctx.facts).items():
+                overridden = with_value(overridden, path, value)
             fit_contract(run.box.contract, overridden, f"scenario {scenario.name}", run.ctx.facts)
         report_unobserved(run, matrix)
         return bool(self._runnable)
@@ -78,18 +88,6 @@ def report_unobserved(run: Run, matrix: Matrix) -> None:
                 skip_class=SkipClass.MISSING,
             )
         )
-
-
-def with_overrides(cfg: Config, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The config with dotted-path overrides applied, in memory (as boxtool render does)."""
-    result: dict[str, Any] = json.loads(json.dumps(cfg))
-    for path, value in overrides.items():
-        node = result
-        *parents, leaf = path.split(".")
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
-    return result
 
 
 def runnable(run: Run, selected: list[Scenario]) -> list[Scenario]:
