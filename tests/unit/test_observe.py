@@ -39,7 +39,9 @@ def box() -> Iterator[tuple[Box, ScriptedTarget]]:
     target.open()
     target.on("mkdir -p .gate && chmod 700 .gate", Reply())
     target.on(re.compile(r"^umask 077 && cat > "), Reply())
-    made = Box(target, HostSpec(name="t", host="t.invalid", dir="/srv/kv"), CONTRACT, lambda _event: None)
+    made = Box(
+        target, HostSpec(name="t", host="t.invalid", dir="/srv/kv"), CONTRACT, lambda _event: None
+    )
     made.install_tool()
     yield made, target
     target.verify()
