@@ -100,11 +100,13 @@ def _timed(record: CheckRecord, reads: Reads, probe: str) -> CheckRecord:
 
 
 def auth_controls(box: Box, cfg: Config) -> list[CheckRecord]:
-    """For every authenticated HTTP probe: the same request without credentials is refused."""
+    """For every authenticated HTTP probe: the same request without credentials, and with a
+    wrong one, is refused (an endpoint that only looks for the header fails the second)."""
     return [
-        check_auth_refused(probe.name, fetch(box, probe, cfg, with_auth=False))
+        check_auth_refused(probe.name, fetch(box, probe, cfg, credential), credential)
         for probe in box.contract.probes
         if isinstance(probe, Http) and probe.auth is not None and probe.applies(cfg)
+        for credential in ("none", "wrong")
     ]
 
 

@@ -148,7 +148,15 @@ def secret_values(spec: dict[str, Any]) -> list[str]:
     for path in secret_files(spec):
         with open(path, encoding="utf-8", errors="replace") as handle:
             values.update(line.strip() for line in handle if len(line.strip()) >= 8)
+    values.update(form for value in list(values) for form in escaped_forms(value))
     return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
+
+
+def escaped_forms(value: str) -> set[str]:
+    """How a secret reads inside JSON text (a quote, a backslash, a slash or a non-ASCII
+    character is escaped there), so output that carries it escaped is scrubbed too."""
+    ascii_form = json.dumps(value)[1:-1]
+    return {ascii_form, json.dumps(value, ensure_ascii=False)[1:-1], ascii_form.replace("/", "\\/")}
 
 
 def scrub(text: str, values: list[str]) -> str:
@@ -202,7 +210,10 @@ def cmd_exec(spec: dict[str, Any], args: list[str]) -> int:
     child_env = dict(os.environ)
     for pair in args[2:]:
         variable, _, key = pair.partition("=")
-        child_env[variable] = env.get(key, "")
+        if not env.get(key):
+            print(f"boxtool: {missing_key(key)}", file=sys.stderr)
+            return 2
+        child_env[variable] = env[key]
     child = subprocess.Popen(
         ["sh", "-c", command],
         env=child_env,
@@ -223,6 +234,12 @@ def cmd_exec(spec: dict[str, Any], args: list[str]) -> int:
     sys.stdout.write(scrub(out.decode("utf-8", "replace"), values))
     sys.stderr.write(scrub(err.decode("utf-8", "replace"), values))
     return code
+
+
+def missing_key(key: str) -> str:
+    """A secret a probe needs is absent: the probe must not run without it (an endpoint or
+    daemon that accepts an empty credential would otherwise pass)."""
+    return f"env key {key} is missing or empty in the env file"
 
 
 def cmd_scrub(spec: dict[str, Any], _args: list[str]) -> int:
@@ -270,6 +287,14 @@ def options(args: list[str]) -> dict[str, str]:
     return found
 
 
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A probe's answer is the endpoint's own: a redirect is reported as its 3xx, never
+    followed (urllib would carry the auth header to wherever it points)."""
+
+    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+
 def cmd_http(spec: dict[str, Any], args: list[str]) -> int:
     """http URL TIMEOUT [--header NAME --template T --env-key KEY] [--ca FILE | --insecure]:
     GET URL, the header's value read from the env file here; print {code, body, error}."""
@@ -277,12 +302,19 @@ def cmd_http(spec: dict[str, Any], args: list[str]) -> int:
     headers = {}
     if "header" in opts:
         secret = read_env(spec["env_file"]).get(opts["env-key"], "")
+        if "wrong" in opts:  # the auth control's wrong credential: never a real one
+            secret = "gate-wrong-credential-" + os.urandom(8).hex()
+        elif not secret:
+            print(json.dumps({"code": None, "body": "", "error": missing_key(opts["env-key"])}))
+            return 0
         headers[opts["header"]] = opts.get("template", "{}").replace("{}", secret)
     request = urllib.request.Request(url, headers=headers)
     result: dict[str, Any] = {"code": None, "body": "", "error": ""}
     try:
-        context = tls_context(opts)
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as answer:
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPSHandler(context=tls_context(opts)), NoRedirect()
+        )
+        with opener.open(request, timeout=timeout) as answer:
             result["code"], result["body"] = answer.status, answer.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:
         result["code"], result["body"] = exc.code, exc.read().decode("utf-8", "replace")
@@ -383,20 +415,25 @@ def cmd_file(spec: dict[str, Any], args: list[str]) -> int:
     return 0
 
 
+def whole_word(secret: str, text: str) -> bool:
+    """`secret` occurs in `text` as a whole token: `pw` is not in use in `pw-OLD-rotated`."""
+    edge = r"[A-Za-z0-9._~+/=-]"
+    return re.search(f"(?<!{edge}){re.escape(secret)}(?!{edge})", text) is not None
+
+
 def cmd_inuse(spec: dict[str, Any], _args: list[str]) -> int:
-    """Whether each declared secret is present in its rendered file, compared here: only
-    a yes/no and a short fingerprint of the secret leave the box."""
+    """Whether each declared secret is present in its rendered file as a whole token,
+    compared here: only yes/no leaves the box."""
     env = read_env(spec["env_file"])
     answers = []
     for use in spec.get("in_use", []):
         secret = env.get(use["secret"], "")
         try:
             with open(use["file"], encoding="utf-8", errors="replace") as handle:
-                present: bool | None = bool(secret) and secret in handle.read()
+                present: bool | None = bool(secret) and whole_word(secret, handle.read())
         except OSError:
             present = None
-        fingerprint = sha256(secret.encode())[:12] if secret else ""
-        answers.append({**use, "present": present, "fingerprint": fingerprint})
+        answers.append({**use, "present": present, "secret_set": bool(secret)})
     print(json.dumps(answers, sort_keys=True))
     return 0
 

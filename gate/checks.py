@@ -137,6 +137,8 @@ def service_entries(data: Any, spec: Services) -> dict[str, Mapping[str, Any]]:
                 f"probe {spec.probe} {where} is {type(info).__name__} {_short(info, 40)}, "
                 f"not an object with {needs}"
             )
+        if name in entries:
+            raise ValueError(f"probe {spec.probe} {where} repeats service {name!r}")
         entries[name] = info
     return entries
 
@@ -233,9 +235,11 @@ def check_field(reading: Reading[Any], check: Check, ctx: Context) -> CheckRecor
     return CheckRecord(name, verdict, expected, shown, evidence)
 
 
-def check_auth_refused(probe: str, answer: Reading[Any]) -> CheckRecord:
-    """The positive control of an authenticated endpoint: without credentials it refuses."""
-    name = f"auth: {probe} refuses a request without credentials"
+def check_auth_refused(probe: str, answer: Reading[Any], credential: str = "none") -> CheckRecord:
+    """The positive control of an authenticated endpoint: without credentials, or with a
+    wrong one, it refuses."""
+    asked = "without credentials" if credential == "none" else "with a wrong credential"
+    name = f"auth: {probe} refuses a request {asked}"
     want = "HTTP 401 or 403"
     if (early := from_reading(name, answer, want)) is not None:
         return early
@@ -244,7 +248,7 @@ def check_auth_refused(probe: str, answer: Reading[Any]) -> CheckRecord:
         return CheckRecord(name, Verdict.FAIL, want, "no answer", str(reply["error"]))
     code = reply.get("code")
     verdict = Verdict.PASS if code in (401, 403) else Verdict.FAIL
-    evidence = "refused" if verdict is Verdict.PASS else "answered WITHOUT credentials"
+    evidence = "refused" if verdict is Verdict.PASS else f"NOT refused: answered {asked}"
     return CheckRecord(name, verdict, want, f"HTTP {code}", evidence)
 
 
@@ -263,8 +267,10 @@ def check_in_use(
         present = found.get("present")
         shown = {True: "present", False: "absent", None: "file unreadable"}.get(present, "?")
         verdict = Verdict.PASS if present is True else Verdict.FAIL
-        print_ = found.get("fingerprint") or "no such secret in the env file"
-        records.append(CheckRecord(name, verdict, "present", shown, f"secret sha256 {print_}"))
+        why = "compared on the box as a whole token"
+        if not found.get("secret_set"):
+            why = f"{use.secret} is missing or empty in the env file"
+        records.append(CheckRecord(name, verdict, "present", shown, why))
     return records
 
 

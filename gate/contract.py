@@ -127,6 +127,9 @@ class Increasing:
     expression: str
     within: float = 30.0
 
+    def __post_init__(self) -> None:
+        jmespath.compile(self.expression)
+
 
 @dataclass(frozen=True)
 class Services:
@@ -146,6 +149,9 @@ class Services:
     """States that mean "listed but not there": such an entry is no unexpected service."""
     pid: str | None = "pid"
     started: str | None = None
+
+    def __post_init__(self) -> None:
+        jmespath.compile(self.at)
 
 
 @dataclass(frozen=True)
@@ -227,7 +233,7 @@ class StackContract:
 
     def probe(self, name: str) -> Probe:
         """The probe called `name` (the status command is `STATUS`)."""
-        if name == STATUS:
+        if name == self.status.name:
             return self.status
         for probe in self.probes:
             if probe.name == name:

@@ -126,8 +126,9 @@ class Absent:
 Expectation = Equals | AtLeast | OneOf | Matches | Absent
 
 
-def vacuous(expect: Expectation, ctx: Context) -> str:
-    """Why an expectation cannot fail on the values it will see ('' when it can)."""
+def unfit(expect: Expectation, ctx: Context) -> str:
+    """Why an expectation cannot fail on the values it will see, or cannot be judged at all
+    ('' when it is fit to assert)."""
     if isinstance(expect, AtLeast):
         threshold = expect.expected(ctx)
         if not _number(threshold):
@@ -136,4 +137,9 @@ def vacuous(expect: Expectation, ctx: Context) -> str:
             return f"AtLeast({threshold!r}) holds for any count: assert a threshold above 0"
     if isinstance(expect, OneOf) and not expect.expected(ctx):
         return "OneOf() of nothing can never hold"
+    if isinstance(expect, Matches):
+        try:
+            re.compile(expect.expected(ctx))
+        except re.error as exc:
+            return f"Matches({expect.expected(ctx)!r}) is no regular expression: {exc}"
     return ""

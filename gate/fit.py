@@ -8,11 +8,12 @@ otherwise fail deep inside a run (or, worse, pass); here it is a usage error.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from fnmatch import fnmatchcase
 from typing import Any
 
 from gate.contract import Config, StackContract
 from gate.errors import UsageError
-from gate.expect import Context, vacuous
+from gate.expect import Context, unfit
 from gate.probes import Command, File, Http, Port, Probe, at
 
 
@@ -26,6 +27,7 @@ def check_declarations(contract: StackContract, source: object) -> None:
             f"{source}: contract {contract.name!r} declares no check: it would assert nothing "
             "beyond the status command's own word (declare at least one Check)"
         )
+    check_secret_keys(contract, source)
     used = [c.probe for c in contract.checks] + [c.probe for c in contract.counters]
     for name in [*used, contract.services.probe]:
         try:
@@ -36,6 +38,31 @@ def check_declarations(contract: StackContract, source: object) -> None:
                 f"{source}: contract {contract.name!r} uses probe {name!r}, which it does not "
                 f"declare (known: {known})"
             ) from None
+
+
+def check_secret_keys(contract: StackContract, source: object) -> None:
+    """Every env-file key a probe hands to the box's commands is a declared secret (so its
+    value is scrubbed from what comes back), and every auth template places it."""
+    named: list[tuple[str, str]] = []
+    for probe in contract.probes:
+        if isinstance(probe, Http) and probe.auth is not None:
+            if probe.auth.template.count("{}") != 1:
+                raise UsageError(
+                    f"{source}: probe {probe.name!r}: Header template "
+                    f"{probe.auth.template!r} must hold exactly one {{}} (the secret's place)"
+                )
+            named.append((f"probe {probe.name!r}", probe.auth.env_key))
+        if isinstance(probe, Command):
+            named += [(f"probe {probe.name!r}", key) for key in probe.env.values()]
+    named += [("secrets.in_use", use.secret) for use in contract.secrets.in_use]
+    globs = contract.secrets.env_keys
+    for where, key in named:
+        if not any(fnmatchcase(key, glob) for glob in globs):
+            raise UsageError(
+                f"{source}: {where} reads env key {key!r}, which no Secrets.env_keys glob "
+                f"matches ({', '.join(globs) or 'none declared'}): its value would not be "
+                "scrubbed from what the box answers"
+            )
 
 
 def fit_contract(
@@ -101,7 +128,7 @@ def _check_fitter(
 ) -> Callable[[], Any]:
     def evaluate() -> None:
         applies = check.applies(cfg) and contract.probe(check.probe).applies(cfg)
-        if applies and (why := vacuous(check.expect, ctx)):
+        if applies and (why := unfit(check.expect, ctx)):
             raise UsageError(why)
 
     return evaluate

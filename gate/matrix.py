@@ -11,6 +11,7 @@ requirement is unmet becomes a named skip with a class instead of running.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import re
 from collections.abc import Mapping
@@ -162,6 +163,18 @@ def check_paths(matrix: Matrix, scenarios: list[Scenario], cfg: Config) -> None:
             lookup(cfg, axis.path)
         except KeyError:
             raise UsageError(f"matrix.py: axis {axis.path} is not a path of the config") from None
+
+
+def with_value(base: Config, path: str, value: Any) -> dict[str, Any]:
+    """A copy of `base` with the dotted `path` set (created where `base` lacks it), in memory
+    as boxtool render does it on the box."""
+    result: dict[str, Any] = copy.deepcopy(dict(base))
+    node = result
+    *parents, leaf = path.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+    return result
 
 
 def unmet(scenario: Scenario, facts: Mapping[str, str]) -> Skip | None:

@@ -58,12 +58,27 @@ def _asked(run: Any) -> Result | Reading[Any]:
 def _json(text: str, garbage: str) -> Reading[Any]:
     """The text's JSON object or list, or the error `garbage` (what the source did wrong)."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, object_pairs_hook=_unique_keys)
+    except RepeatedKey as exc:
+        return Reading(error=f"{garbage}: an object repeats the key {exc.args[0]!r}")
     except ValueError:
         return Reading(error=f"{garbage}: {text.strip()[:120]!r}")
     if not isinstance(data, dict | list):
         return Reading(error=f"{garbage}: {type(data).__name__} {text.strip()[:60]!r}")
     return Reading(value=data)
+
+
+class RepeatedKey(ValueError):
+    """A JSON object names one key twice: the parser would keep only the last one."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise RepeatedKey(key)
+        found[key] = value
+    return found
 
 
 def read_probe(box: Box, probe: Probe, cfg: Config) -> Reading[Any]:
@@ -90,12 +105,14 @@ def read_json_tool(box: Box, *args: str) -> Reading[Any]:
         return Reading(error=str(exc))
 
 
-def http_args(probe: Http, cfg: Config, *, with_auth: bool = True) -> list[str]:
-    """boxtool http's arguments: the URL, and the header to read from the env file there."""
+def http_args(probe: Http, cfg: Config, credential: str = "right") -> list[str]:
+    """boxtool http's arguments: the URL, and the header to read from the env file there
+    (credential "right"), a wrong one made up on the box ("wrong"), or none ("none")."""
     args = [at(probe.url, cfg), str(HTTP_TIMEOUT)]
-    if probe.auth is not None and with_auth:
+    if probe.auth is not None and credential != "none":
         auth = probe.auth
         args += ["--header", auth.name, "--template", auth.template, "--env-key", auth.env_key]
+        args += ["--wrong"] if credential == "wrong" else []
     tls = at(probe.tls, cfg)
     if isinstance(tls, CaFile):
         args += ["--ca", tls.path]
@@ -104,9 +121,9 @@ def http_args(probe: Http, cfg: Config, *, with_auth: bool = True) -> list[str]:
     return args
 
 
-def fetch(box: Box, probe: Http, cfg: Config, *, with_auth: bool = True) -> Reading[Any]:
+def fetch(box: Box, probe: Http, cfg: Config, credential: str = "right") -> Reading[Any]:
     """boxtool http's raw answer: {code, body, error}."""
-    return read_json_tool(box, "http", *http_args(probe, cfg, with_auth=with_auth))
+    return read_json_tool(box, "http", *http_args(probe, cfg, credential))
 
 
 def read_http(box: Box, probe: Http, cfg: Config) -> Reading[Any]:

@@ -105,5 +105,6 @@ def _import(path: Path) -> ModuleType:
     try:
         spec.loader.exec_module(module)
     except Exception as exc:  # the user's file: any error is a usage error, reported in a line
-        raise UsageError(f"{path}: {type(exc).__name__}: {exc}") from exc
+        said = " ".join(str(exc).split())  # one line, however the error prints itself
+        raise UsageError(f"{path}: {type(exc).__name__}: {said}") from exc
     return module

@@ -27,7 +27,8 @@ def list_plan(opts: Options, stream: TextIO) -> int:
         matrix = validate_matrix(stack.matrix)
         lines += describe(matrix, opts.facts)
         lines.append("axes observed by (checks whose expectation follows the axis):")
-        for path, names in observers(matrix, contract, None, contract.facts).items():
+        facts = {**contract.facts, **opts.facts}
+        for path, names in observers(matrix, contract, None, facts).items():
             lines.append(f"  {path:<24} {', '.join(names) if names else 'UNOBSERVED'}")
     stream.write("\n".join(lines) + "\n")
     return ExitCode.PASSED

@@ -11,20 +11,27 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
-from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gate.battery import battery, wait_ready
-from gate.box import APPLY_TIMEOUT, Box, Kind, answered
+from gate.box import APPLY_TIMEOUT, Kind, answered
 from gate.capture import capture
-from gate.checks import CheckRecord, SkipClass, Verdict, check_secrets_kept, service_entries
+from gate.checks import CheckRecord, SkipClass, Verdict, check_secrets_kept
 from gate.contract import Config
 from gate.fit import fit_contract
-from gate.matrix import Matrix, Scenario, check_paths, resolve_overrides, unmet, validate_matrix
-from gate.observe import read_config, read_fingerprints, read_probe
+from gate.matrix import (
+    Matrix,
+    Scenario,
+    check_paths,
+    resolve_overrides,
+    unmet,
+    validate_matrix,
+    with_value,
+)
+from gate.observe import read_config, read_fingerprints
 from gate.observed import observers
 from gate.phases.base import Phase
+from gate.restarts import Clock, clock_fields, restarted, scope, service_clock
 from gate.snapshot import BASELINE_CONFIG, Baseline, write_state
 
 if TYPE_CHECKING:
@@ -46,7 +53,9 @@ class MatrixPhase(Phase):
         check_paths(matrix, selected, run.config)
         self._runnable = runnable(run, selected)
         for scenario in self._runnable:
-            overridden = with_overrides(run.config, resolve_overrides(scenario, run.ctx.facts))
+            overridden: Config = run.config
+            for path, value in resolve_overrides(scenario, run.ctx.facts).items():
+                overridden = with_value(overridden, path, value)
             fit_contract(run.box.contract, overridden, f"scenario {scenario.name}", run.ctx.facts)
         report_unobserved(run, matrix)
         return bool(self._runnable)
@@ -78,18 +87,6 @@ def report_unobserved(run: Run, matrix: Matrix) -> None:
                 skip_class=SkipClass.MISSING,
             )
         )
-
-
-def with_overrides(cfg: Config, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The config with dotted-path overrides applied, in memory (as boxtool render does)."""
-    result: dict[str, Any] = json.loads(json.dumps(cfg))
-    for path, value in overrides.items():
-        node = result
-        *parents, leaf = path.split(".")
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
-    return result
 
 
 def runnable(run: Run, selected: list[Scenario]) -> list[Scenario]:
@@ -185,101 +182,6 @@ def apply_scenario(run: Run, scenario: Scenario, records: list[CheckRecord]) -> 
     return cfg.value if cfg.usable else None
 
 
-Clock = dict[str, tuple[Any, ...]]
-"""Each running service's identity as the stack reports it: (pid,), (pid, started)..."""
-
-
-def clock_fields(box: Box) -> list[str]:
-    """What the contract's services probe reports that a restart changes."""
-    spec = box.contract.services
-    return [f for f in (spec.pid, spec.started) if f]
-
-
-def service_clock(box: Box, cfg: Config) -> Clock | str:
-    """Each running service's pid (and start time, when reported), or why it is unknown."""
-    spec = box.contract.services
-    reading = read_probe(box, box.contract.probe(spec.probe), cfg)
-    if reading.lost is not None:
-        raise reading.lost
-    if not reading.usable:
-        return reading.error
-    try:
-        entries = service_entries(reading.value, spec)
-    except ValueError as exc:
-        return str(exc)
-    fields = clock_fields(box)
-    return {
-        name: tuple(info.get(f) for f in fields)
-        for name, info in entries.items()
-        if info.get(spec.state) == spec.running
-    }
-
-
-def changed_paths(before: Any, after: Any, prefix: str = "") -> list[str]:
-    """Dotted paths whose value differs between two configs (types included)."""
-    if isinstance(before, Mapping) and isinstance(after, Mapping):
-        return [
-            p
-            for key in sorted(set(before) | set(after))
-            for p in changed_paths(before.get(key), after.get(key), f"{prefix}{key}.")
-        ]
-    same = type(before) is type(after) and before == after
-    return [] if same else [prefix.removesuffix(".")]
-
-
-SCOPE = "scope: services outside the change kept their pids"
-UNOBSERVABLE = "the services probe reports no pid or start time: restarts are not observable"
-
-
-def observable(clock: Clock) -> bool:
-    """Whether any service reported an identity a restart would change."""
-    return any(value is not None for identity in clock.values() for value in identity)
-
-
-def scope(
-    matrix: Matrix, previous: Config, cfg: Config, before: Clock | str, after: Clock | str
-) -> list[CheckRecord]:
-    """A change recreates only the services the changed axes declare they touch."""
-    if isinstance(before, str) or isinstance(after, str):
-        why = before if isinstance(before, str) else after
-        return [CheckRecord(SCOPE, Verdict.FAIL, "pids readable", "unreadable", str(why))]
-    if not observable(before):
-        return [
-            CheckRecord(SCOPE, Verdict.SKIP, evidence=UNOBSERVABLE, skip_class=SkipClass.MISSING)
-        ]
-    changed = changed_paths(previous, cfg)
-    touched: set[str] = set()
-    for path in changed:
-        touches = matrix.touches(path)
-        if touches is None:
-            why = f"{path} changed and declares no touches (on its Axis or Fact)"
-            return [_scope_skip(f"{why}: the change's scope is unknown")]
-        touched.update(touches)
-    kept = sorted(
-        s for s in set(before) & set(after) if not any(fnmatchcase(s, t) for t in touched)
-    )
-    if not kept:
-        return [_scope_skip("no running service lies outside the change")]
-    moved = [s for s in kept if before[s] != after[s]]
-    shown = ", ".join(changed) or "nothing"
-    expected = f"{len(kept)} unchanged outside {', '.join(sorted(touched)) or 'nothing'}"
-    if moved:
-        evidence = f"changed {shown}; recreated outside its scope: {', '.join(moved)}"
-        return [
-            CheckRecord(SCOPE, Verdict.FAIL, expected, "recreated: " + ", ".join(moved), evidence)
-        ]
-    return [
-        CheckRecord(SCOPE, Verdict.PASS, expected, f"{len(kept)} unchanged", f"changed {shown}")
-    ]
-
-
-def _scope_skip(why: str) -> CheckRecord:
-    return CheckRecord(SCOPE, Verdict.SKIP, evidence=why, skip_class=SkipClass.BY_DESIGN)
-
-
-RESTARTED = "idempotent: no service restarted"
-
-
 def idempotency(
     run: Run, scenario: Scenario, cfg: Config, before: Clock | str
 ) -> list[CheckRecord]:
@@ -304,28 +206,6 @@ def idempotency(
         ),
         restarted(before, after, clock_fields(box)),
     ]
-
-
-def restarted(before: Clock | str, after: Clock | str, fields: list[str]) -> CheckRecord:
-    """The restart half of idempotency, naming exactly what was compared."""
-    if isinstance(before, str) or isinstance(after, str):
-        why = before if isinstance(before, str) else after
-        return CheckRecord(RESTARTED, Verdict.FAIL, "pids readable", "unreadable", str(why))
-    if not fields or not observable(before):
-        return CheckRecord(
-            RESTARTED, Verdict.SKIP, evidence=UNOBSERVABLE, skip_class=SkipClass.MISSING
-        )
-    if not before:
-        return CheckRecord(RESTARTED, Verdict.FAIL, "", "", "no running service to compare")
-    moved = sorted(s for s in set(before) | set(after) if before.get(s) != after.get(s))
-    compared = " and ".join(fields)
-    return CheckRecord(
-        RESTARTED,
-        Verdict.FAIL if moved else Verdict.PASS,
-        f"{len(before)} unchanged",
-        "restarted: " + ", ".join(moved) if moved else f"{len(before)} unchanged",
-        f"{compared} of {len(before)} services compared before and after the second apply",
-    )
 
 
 def summarise(run: Run, scenario: Scenario, records: list[CheckRecord]) -> None:

@@ -121,6 +121,7 @@ def compile_pattern(pattern: Pattern) -> re.Pattern[str]:
 
 _WORD = r"(?:[^\s'\"\\]|'[^']*'|\"[^\"]*\")+"
 _CD = re.compile(rf"cd ({_WORD}) && ")
+_ENV_PAIR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=[A-Za-z0-9_.-]+")
 _EXEC = re.compile(rf"(?:GATE_SPEC=\S+ )?python3 {re.escape(BOXTOOL)} exec (\S+) (.+)", re.DOTALL)
 
 
@@ -131,7 +132,7 @@ def unwrap(raw: str) -> tuple[str, str | None, bool]:
         directory, rest = shlex.split(cd.group(1))[0], raw[cd.end() :]
     if wrapped := _EXEC.fullmatch(rest):
         words = shlex.split(wrapped.group(2))
-        if len(words) == 1:
+        if words and all(_ENV_PAIR.fullmatch(w) for w in words[1:]):  # VAR=ENV_KEY pairs
             return words[0], directory, True
     return rest, directory, False
 

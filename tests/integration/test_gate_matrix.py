@@ -125,6 +125,9 @@ def test_full_matrix_runs_every_scenario_and_puts_the_box_back_byte_for_byte(
         ):
             assert checks.get(check) == "pass", (name, check, checks)
     assert scenario_checks(run, "remote-node")["api: node mode matches node.mode"] == "pass"
+    secure = [c for c in run.summary["checks"] if c["scenario"] == "main-secure-strict"]
+    tier = next(c for c in secure if c["name"] == "api: pool tier matches pool.tier")
+    assert tier["evidence"].endswith("; TLS not verified (declared InsecureLoopback)"), tier
     assert_restore_proven(run)
     assert_restored(box, before)
     # raw sources: the scenarios really ran, and the box really runs its own config again

@@ -487,6 +487,11 @@ class FakeStack:
         answer: dict[str, Any] = {"code": None, "body": "", "error": ""}
         dashboard = self._running("dashboard")
         token = self.env.get(opts.get("env-key", ""), "") if "header" in opts else ""
+        if "wrong" in opts:
+            token = "gate-wrong-credential-0123456789abcdef"
+        elif "header" in opts and not token:
+            answer["error"] = boxtool.missing_key(opts["env-key"])
+            return Reply(stdout=json.dumps(answer) + "\n")
         if dashboard is None or not self._serves(dashboard, url):
             answer["error"] = "URLError: <urlopen error [Errno 111] Connection refused>"
         elif sha256(token) != dashboard.settings["token_sha256"]:
@@ -532,7 +537,7 @@ class FakeStack:
             secret = self.env.get(use["secret"], "")
             text = self.files.get(use["file"])
             present = None if text is None else bool(secret) and secret in text.text
-            answers.append({**use, "present": present, "fingerprint": sha256(secret)[:12]})
+            answers.append({**use, "present": present, "secret_set": bool(secret)})
         return Reply(stdout=json.dumps(answers) + "\n")
 
     def _serves(self, dashboard: Program, url: str) -> bool:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
 import socket
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -182,3 +184,62 @@ def test_a_bearer_word_in_a_file_keeps_the_json_whole(
     )
     lines = tool(capsys, "file", "conf/nginx.conf", "lines")
     assert lines == ["add_header WWW-Authenticate 'Bearer ***\"kv\\\"';", "map *** 1;"]
+
+
+def test_in_use_wants_the_whole_token(stack: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (stack / "conf" / "app.conf").write_text(f"requirepass {TOKEN}-OLD-rotated\n")
+    answers = {a["file"]: a["present"] for a in tool(capsys, "inuse")}
+    assert answers["conf/app.conf"] is False
+
+
+def test_a_probe_whose_secret_is_missing_does_not_run(
+    stack: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert boxtool.main(["exec", "10", "echo ran", "KEY=NO_SUCH_TOKEN"]) == 2
+    out, err = capfd.readouterr()
+    assert "ran" not in out
+    assert "env key NO_SUCH_TOKEN is missing or empty" in err
+    assert boxtool.main(["http", "http://127.0.0.1:1/", "1", "--header", "Authorization",
+                         "--template", "Bearer {}", "--env-key", "NO_SUCH_TOKEN"]) == 0  # fmt: skip
+    assert "missing or empty" in json.loads(capfd.readouterr().out)["error"]
+
+
+def test_a_secret_escaped_in_json_output_is_scrubbed(
+    stack: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    odd = "sl/ash-w\u00f6rd-5678"
+    (stack / ".env").write_text(f"API_TOKEN={odd}\n")
+    escaped = json.dumps(odd)[1:-1].replace("/", "\\/")  # sl\/ash-w\u00f6rd-5678
+    assert boxtool.main(["exec", "10", f"printf '%s' '{escaped}'"]) == 0
+    out = capfd.readouterr().out
+    assert out == "***", out
+
+
+class _Redirect(http.server.BaseHTTPRequestHandler):
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        _Redirect.seen.append(self.headers.get("Authorization", ""))
+        self.send_response(302)
+        self.send_header("Location", "http://127.0.0.2:1/elsewhere")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_http_probe_reports_a_redirect_and_does_not_follow_it(
+    stack: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Redirect)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/api"
+        answer = tool(capsys, "http", url, "5", "--header", "Authorization",
+                      "--template", "Bearer {}", "--env-key", "API_TOKEN")  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answer["code"] == 302
+    assert _Redirect.seen == [f"Bearer {TOKEN}"], "one request, the redirect not followed"

@@ -34,7 +34,7 @@ from gate.contract import (
     fact,
 )
 from gate.errors import Unreachable
-from gate.expect import vacuous
+from gate.expect import unfit
 
 SHAPE = Services()
 LISTED = Services(at="services", name="name", pid="pid")
@@ -120,6 +120,15 @@ def test_garbage_status_is_a_clear_failure() -> None:
     assert record.evidence == "probe status has no services object or list at 'services'"
 
 
+def test_a_repeated_service_name_cannot_hide_a_dead_copy() -> None:
+    twice: Reading[Any] = Reading(
+        value=[{"name": "api", "state": "FATAL"}, {"name": "api", "state": "running"}]
+    )
+    record = check_services_running(twice, frozenset({"api"}), Services(at="@"))
+    assert record.verdict is Verdict.FAIL
+    assert record.evidence == "probe status @[1] repeats service 'api'"
+
+
 def test_a_list_shaped_status_is_read_by_name() -> None:
     entries = [{"name": "node", "state": "running", "pid": 4}, {"name": "pool", "state": "running"}]
     listed: Reading[Any] = Reading(
@@ -183,9 +192,9 @@ def test_at_least_a_fact_and_type_strictness() -> None:
 
 def test_a_threshold_that_cannot_fail_is_named() -> None:
     zero = Context(config={}, facts={"workers": "0"})
-    assert "holds for any count" in vacuous(AtLeast(fact("workers", int)), zero)
-    assert vacuous(AtLeast(fact("workers", int)), CTX) == ""
-    assert vacuous(OneOf(()), CTX) == "OneOf() of nothing can never hold"
+    assert "holds for any count" in unfit(AtLeast(fact("workers", int)), zero)
+    assert unfit(AtLeast(fact("workers", int)), CTX) == ""
+    assert unfit(OneOf(()), CTX) == "OneOf() of nothing can never hold"
 
 
 @pytest.mark.parametrize(
@@ -226,6 +235,7 @@ def test_garbage_is_failed_with_evidence_and_a_caveat_is_carried() -> None:
         ({"code": 401, "body": "", "error": ""}, Verdict.PASS),
         ({"code": 403, "body": "", "error": ""}, Verdict.PASS),
         ({"code": 200, "body": "{}", "error": ""}, Verdict.FAIL),
+        ({"code": 302, "body": "", "error": ""}, Verdict.FAIL),
         ({"code": None, "body": "", "error": "refused"}, Verdict.FAIL),
     ],
 )
@@ -241,8 +251,8 @@ def test_secrets_in_use_fails_a_secret_missing_from_its_file() -> None:
     uses = (InUse("A_TOKEN", "conf/a.conf"), InUse("B_TOKEN", "conf/b.conf"))
     answers: Reading[Any] = Reading(
         value=[
-            {"secret": "A_TOKEN", "file": "conf/a.conf", "present": True, "fingerprint": "ab12"},
-            {"secret": "B_TOKEN", "file": "conf/b.conf", "present": False, "fingerprint": "cd34"},
+            {"secret": "A_TOKEN", "file": "conf/a.conf", "present": True, "secret_set": True},
+            {"secret": "B_TOKEN", "file": "conf/b.conf", "present": False, "secret_set": True},
         ]
     )
     first, second = check_in_use(answers, uses)

@@ -459,7 +459,7 @@ def test_an_apply_that_recreates_everything_on_a_small_change_fails_the_scope(
     assert run.code == 1, run.console
     scope = run.record("scope: services outside the change kept their pids")
     assert scope["verdict"] == "fail"
-    assert scope["observed"] == "recreated: node, proxy, worker-1, worker-2"
+    assert scope["observed"] == "recreated or stopped: node, proxy, worker-1, worker-2"
     assert run.verdict("idempotent: no service restarted") == "pass"
 
 
@@ -504,3 +504,43 @@ def test_a_contract_that_cannot_assert_is_a_usage_error_and_touches_nothing(
     assert {k: v.text for k, v in stack.files.items() if not k.startswith(".gate")} == {
         k: v.text for k, v in before.items() if not k.startswith(".gate")
     }
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        (
+            "import dataclasses\nfrom gate.contract import Secrets\n"
+            "CONTRACT = dataclasses.replace(CONTRACT, secrets=Secrets(env_keys=('*_PASSWORD',)))\n",
+            "probe 'api' reads env key 'DASHBOARD_TOKEN', which no Secrets.env_keys glob matches",
+        ),
+        (
+            "import dataclasses\nfrom gate.contract import Header\n"
+            "api = dataclasses.replace(CONTRACT.probes[0], auth=Header('DASHBOARD_TOKEN', "
+            "template='Bearer fixed'))\n"
+            "CONTRACT = dataclasses.replace(CONTRACT, probes=(api, *CONTRACT.probes[1:]))\n",
+            "must hold exactly one {} (the secret's place)",
+        ),
+        (
+            "import dataclasses\nfrom gate.contract import Check, Matches\n"
+            "CONTRACT = dataclasses.replace(\n"
+            "    CONTRACT, checks=(*CONTRACT.checks, Check('m', 'api', 'x', Matches('(')))\n"
+            ")\n",
+            "is no regular expression",
+        ),
+        (
+            "from gate.contract import Increasing\nIncreasing('c', 'api', 'shares[')\n",
+            "quick_contract.py: IncompleteExpressionError: Invalid jmespath expression: "
+            'Incomplete expression: "shares[" ^\n',
+        ),
+    ],
+)
+def test_a_contract_the_box_cannot_trust_is_refused_before_anything(
+    tmp_path: Path, extra: str, problem: str
+) -> None:
+    stack = FakeStack()
+    config = stack.files["config.json"].text
+    run = gate(stack, contract_file(tmp_path, extra), tmp_path, check=True)
+    assert run.code == 2, run.console
+    assert problem in run.console
+    assert stack.files["config.json"].text == config

@@ -100,7 +100,7 @@ def test_a_healthy_fake_passes_every_check_the_contract_declares(
     records = judge(box)
     assert red(records) == set()
     contract = box.contract
-    auth = 1  # the one authenticated HTTP probe's control
+    auth = 2  # the one authenticated HTTP probe: without credentials, with a wrong one
     assert len(records) == 3 + len(contract.checks) + auth + len(contract.counters)
     assert read_state(box) == {"state": "clean"}
     assert check_secrets_present(read_fingerprints(box)).verdict is Verdict.PASS
@@ -239,7 +239,7 @@ def test_an_api_that_answers_without_credentials_fails_the_auth_control(
     records = judge(stack.connect())
     auth = "auth: api refuses a request without credentials"
     assert records[auth].verdict is Verdict.FAIL
-    assert records[auth].evidence == "answered WITHOUT credentials"
+    assert records[auth].evidence == "NOT refused: answered without credentials"
 
 
 def test_a_failed_apply_changes_nothing_and_the_new_config_is_not_live(

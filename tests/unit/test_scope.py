@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gate.checks import SkipClass, Verdict
 from gate.matrix import Axis, Fact, Matrix, Scenario
-from gate.phases.matrix import changed_paths, restarted, scope
+from gate.restarts import changed_paths, restarted, scope
 
 MATRIX = Matrix(
     axes=(
@@ -29,8 +31,14 @@ def test_a_service_outside_the_change_recreated_fails_naming_it() -> None:
     after = {"redis": (21,), "api": (12,), "front": (23,)}
     (record,) = scope(MATRIX, BASE, TLS_ON, BEFORE, after)
     assert record.verdict is Verdict.FAIL
-    assert record.observed == "recreated: redis"
-    assert record.evidence == "changed front.tls; recreated outside its scope: redis"
+    assert record.observed == "recreated or stopped: redis"
+    assert record.evidence == "changed front.tls; recreated or stopped: redis"
+
+
+def test_an_untouched_service_that_stopped_fails_the_scope() -> None:
+    after = {"api": (12,), "front": (23,)}
+    (record,) = scope(MATRIX, BASE, TLS_ON, BEFORE, after)
+    assert (record.verdict, record.observed) == (Verdict.FAIL, "recreated or stopped: redis")
 
 
 def test_the_touched_service_may_restart() -> None:
@@ -57,11 +65,12 @@ def test_a_fact_filled_path_takes_its_facts_touches() -> None:
     (record,) = scope(matrix, base, moved, BEFORE, after)
     assert (record.verdict, record.expected) == (Verdict.PASS, "2 unchanged outside api")
     (red,) = scope(matrix, base, moved, BEFORE, {**after, "front": (23,)})
-    assert red.observed == "recreated: front"
+    assert red.observed == "recreated or stopped: front"
 
 
-def test_without_pids_neither_check_can_pass() -> None:
-    blind = {"redis": (None,), "api": (None,), "front": (None,)}
+@pytest.mark.parametrize("nothing", [None, 0, "", "0", False])
+def test_without_pids_neither_check_can_pass(nothing: object) -> None:
+    blind = {"redis": (nothing,), "api": (nothing,), "front": (nothing,)}
     (record,) = scope(MATRIX, BASE, TLS_ON, blind, blind)
     assert (record.verdict, record.skip_class) == (Verdict.SKIP, SkipClass.MISSING)
     again = restarted(blind, blind, ["pid"])
@@ -75,3 +84,13 @@ def test_restarted_names_what_it_compared() -> None:
     assert record.evidence == "pid of 3 services compared before and after the second apply"
     moved = restarted(BEFORE, {**BEFORE, "api": (99,)}, ["pid"])
     assert (moved.verdict, moved.observed) == (Verdict.FAIL, "restarted: api")
+    started = restarted(BEFORE, {**BEFORE, "replica": (40,)}, ["pid"])
+    assert (started.verdict, started.observed) == (Verdict.FAIL, "restarted: replica")
+
+
+def test_a_service_without_a_pid_is_named_not_compared_as_unchanged() -> None:
+    partly = {**BEFORE, "api": (None,)}
+    record = restarted(partly, {**partly, "redis": (11,)}, ["pid"])
+    assert record.verdict is Verdict.PASS
+    assert record.evidence.endswith("; no pid or start time reported for: api")
+    assert record.expected == "2 unchanged"
