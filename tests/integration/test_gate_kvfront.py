@@ -132,6 +132,7 @@ def test_check_passes_on_a_healthy_box_and_changes_nothing(
         "secrets: REDIS_PASSWORD in use in conf/webdis.json",
         "secrets: ADMIN_TOKEN in use in conf/admin_token.map",
         "auth: admin refuses a request without credentials",
+        "auth: admin refuses a request with a wrong credential",
     ):
         assert record(run, name)["verdict"] == "pass", record(run, name)
     kv_commands = [e["command"] for e in run.events if "kvctl" in e["command"]]
