@@ -197,6 +197,7 @@ def test_a_healthy_box_is_fit_and_nothing_is_changed(contract: Path, tmp_path: P
     assert run.code == 0, run.console
     assert run.verdicts() == dict.fromkeys(ITEMS, "pass"), run.console
     assert run.summary["verdict"] == "passed"
+    assert run.summary["mode"] == "readiness"
     assert Kind.MUTATE not in run.kinds()
     after = {p: (f.text, f.mode) for p, f in stack.files.items() if not p.startswith(".gate/")}
     assert after == before
@@ -444,6 +445,14 @@ def test_readiness_with_check_is_a_usage_error_touching_nothing(
     stack = FakeStack()
     run = gate(stack, contract, tmp_path, check=True)
     assert "runs alone: drop --readiness" in usage_line(run)
+    assert stack.target.calls == []
+
+
+@pytest.mark.parametrize("flags", [{"scenario": ["local-defaults"]}, {"keep": True}])
+def test_readiness_runs_no_scenario(contract: Path, tmp_path: Path, flags: dict[str, Any]) -> None:
+    stack = FakeStack()
+    run = gate(stack, contract, tmp_path, **flags)
+    assert usage_line(run) == "gate: --readiness runs no scenario: drop --scenario/--keep/--recover"
     assert stack.target.calls == []
 
 
