@@ -19,7 +19,7 @@ from gate.box import Box
 from gate.checks import CheckRecord, Reading, SkipClass, Verdict, from_reading
 from gate.contract import Readiness, StackContract
 from gate.observe import read_json_tool
-from gate.probes import Port
+from gate.probes import Command, Http, Port
 
 PHASE = "readiness"
 PRIVATE = 0o600
@@ -97,12 +97,35 @@ def check_secrets_found(prints: Reading[Mapping[str, Mapping[str, str]]]) -> Che
 # --- files, space, the backup dir, tools ------------------------------------------------------
 
 
-def check_modes(facts: Reading[Mapping[str, Any]], env_file: str) -> list[CheckRecord]:
-    """The env file and every secret file: mode 0600 or stricter (one item per file)."""
+def check_modes(
+    facts: Reading[Mapping[str, Any]], env_file: str, env_used: bool = True
+) -> list[CheckRecord]:
+    """The env file and every secret file: mode 0600 or stricter (one item per file). An
+    absent env file the contract reads nothing from is a by-design skip."""
     if (early := unreadable("readiness: env and secret files private", facts, "0600")) is not None:
         return [early]
     files: Mapping[str, Mapping[str, Any]] = (facts.value or {}).get("files", {})
-    return [_mode(path, info, path == env_file) for path, info in files.items()]
+    records = []
+    for path, info in files.items():
+        if path == env_file and not env_used and not info.get("exists"):
+            why = f"{path} is absent and the contract reads no key from it"
+            records.append(
+                _skip(f"readiness: {path} mode 0600 or stricter", why, SkipClass.BY_DESIGN)
+            )
+            continue
+        records.append(_mode(path, info, path == env_file))
+    return records
+
+
+def uses_env_file(contract: StackContract) -> bool:
+    """Whether the contract reads any key from its env file (secrets, headers, commands)."""
+    secrets = contract.secrets
+    return bool(
+        secrets.env_keys
+        or secrets.in_use
+        or any(isinstance(p, Http) and p.auth is not None for p in contract.probes)
+        or any(isinstance(p, Command) and p.env for p in contract.probes)
+    )
 
 
 def _mode(path: str, info: Mapping[str, Any], env: bool) -> CheckRecord:

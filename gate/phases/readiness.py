@@ -27,6 +27,7 @@ from gate.fitness import (
     check_tools,
     no_loopback_ports,
     read_fitness,
+    uses_env_file,
 )
 from gate.observe import read_fingerprints, read_probe
 from gate.options import Flag
@@ -65,7 +66,7 @@ class ReadinessPhase(Phase):
         facts = read_fitness(box)
         readiness = contract.readiness
         records.append(check_headroom(facts, readiness))
-        records += check_modes(facts, contract.env_file)
+        records += check_modes(facts, contract.env_file, uses_env_file(contract))
         records += loopback_records(run)
         records.append(check_backup_dir(facts, readiness, contract.actions.backup is not None))
         records.append(check_tools(facts))

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,15 @@ import pytest
 
 from gate import boxtool
 from gate.checks import CheckRecord, Reading, SkipClass, Verdict
-from gate.contract import Readiness
+from gate.contract import (
+    Command,
+    Header,
+    Http,
+    InUse,
+    Readiness,
+    Secrets,
+    StackContract,
+)
 from gate.errors import Unreachable
 from gate.fitness import (
     check_backup_dir,
@@ -27,6 +36,7 @@ from gate.fitness import (
     check_tools,
     human,
     loopback,
+    uses_env_file,
 )
 
 TOKEN = "canary-token-5f2e9a01c7"
@@ -228,6 +238,24 @@ def test_a_missing_env_file_and_a_dir_in_place_of_a_secret_are_unfit() -> None:
     assert secret.evidence == (
         "secrets/x.key is not a regular file (through a symlink): make it one, mode 0600"
     )
+
+
+def test_an_absent_env_file_nothing_reads_is_a_by_design_skip() -> None:
+    found = only(check_modes(facts(files={".env": {"exists": False}}), ".env", env_used=False))
+    assert (found.verdict, found.skip_class) == (Verdict.SKIP, SkipClass.BY_DESIGN)
+    mode = {"exists": True, "regular": True, "link": False, "mode": "0644"}
+    unused_but_wide = only(check_modes(facts(files={".env": mode}), ".env", env_used=False))
+    assert unused_but_wide.verdict is Verdict.FAIL
+
+
+def test_the_env_file_is_used_by_secret_keys_headers_commands_and_in_use() -> None:
+    bare = StackContract("s", "./ctl", lambda cfg: frozenset({"a"}))
+    assert not uses_env_file(bare)
+    assert uses_env_file(replace(bare, secrets=Secrets(env_keys=("*_TOKEN",))))
+    assert uses_env_file(replace(bare, secrets=Secrets(in_use=(InUse("A_TOKEN", "x.conf"),))))
+    assert uses_env_file(replace(bare, probes=(Http("a", "http://127.0.0.1/", Header("K")),)))
+    assert uses_env_file(replace(bare, probes=(Command("c", "true", env={"V": "K"}),)))
+    assert not uses_env_file(replace(bare, probes=(Command("c", "true"),)))
 
 
 @pytest.mark.parametrize("reading", [LOST, BROKEN])
