@@ -40,7 +40,12 @@ def read_fitness(box: Box) -> Reading[Mapping[str, Any]]:
 
 
 def record(name: str, verdict: Verdict, expected: str, observed: str, evidence: str) -> CheckRecord:
-    return CheckRecord(name, verdict, expected, observed, evidence, phase=PHASE)
+    return CheckRecord(name, verdict, expected, observed, one_line(evidence), phase=PHASE)
+
+
+def one_line(text: str) -> str:
+    """An item's evidence is one line, whatever a daemon's answer held."""
+    return " ".join(text.split())
 
 
 def unreadable(name: str, facts: Reading[Any], expected: str) -> CheckRecord | None:
@@ -49,7 +54,7 @@ def unreadable(name: str, facts: Reading[Any], expected: str) -> CheckRecord | N
     if early is not None:
         early.phase = PHASE
         if early.verdict is Verdict.FAIL:
-            early.evidence = f"boxtool fitness failed: {facts.error}; reinstall gate on the box"
+            early.evidence = one_line(f"the box answered badly ({facts.error}): fix that, re-run")
     return early
 
 
@@ -71,7 +76,7 @@ def check_healthy(battery: Sequence[CheckRecord], check_hint: str) -> CheckRecor
         fix = f"fix the stack until `{check_hint}` passes: failed {shown}{more}"
         return record(name, Verdict.FAIL, expected, observed, fix)
     if unasked:
-        why = unasked[0].evidence
+        why = unasked[0].evidence or "could not ask"
         return record(name, Verdict.INCONCLUSIVE, expected, observed, why)
     if not battery:
         return record(name, Verdict.FAIL, expected, observed, "no check ran: declare checks")

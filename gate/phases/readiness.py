@@ -56,30 +56,41 @@ class ReadinessPhase(Phase):
     def run(self, run: Run) -> None:
         box, contract = run.box, run.box.contract
         run.console.phase("readiness", f"{contract.name}: is this box fit for gating")
+        records: list[CheckRecord] = []
+
+        def add(*found: CheckRecord) -> None:  # each item shown as soon as it is judged
+            for record in found:
+                record.phase = PHASE
+                records.append(record)
+                run.add(record)
+
         state = read_state(box)
-        advice = recover_advice(run) if state.get("state") != "clean" else ""
-        records = [check_clean_state(state, advice)]
+        add(check_clean_state(state, recover_advice(run) if state.get("state") != "clean" else ""))
         health = battery(box, run.config, run.ctx.facts, observe=run.console.waiting)
         run.artifacts.write_json(HEALTH_ARTIFACT, [r.as_dict() for r in health])
-        records.append(check_healthy(health, run.hint("--check")))
-        records.append(check_secrets_found(read_fingerprints(box)))
-        facts = read_fitness(box)
-        readiness = contract.readiness
-        records.append(check_headroom(facts, readiness))
-        records += check_modes(facts, contract.env_file, uses_env_file(contract))
-        records += loopback_records(run)
-        records.append(check_backup_dir(facts, readiness, contract.actions.backup is not None))
-        records.append(check_tools(facts))
-        for record in records:
-            record.phase = PHASE
-            run.add(record)
+        add(check_healthy(health, run.hint("--check")))
         if any(r.verdict is Verdict.FAIL for r in health):
             capture(box, run.artifacts, run.config, "captures/readiness")
-        unfit = [r for r in records if r.verdict is Verdict.FAIL]
-        if unfit:
-            run.note(f"readiness: NOT fit for gating: {len(unfit)} item(s) to fix", "bold red")
-        elif all(r.verdict is Verdict.PASS for r in records):
-            run.note("readiness: fit for gating", "bold green")
+        add(check_secrets_found(read_fingerprints(box)))
+        facts, readiness = read_fitness(box), contract.readiness
+        add(check_headroom(facts, readiness))
+        add(*check_modes(facts, contract.env_file, uses_env_file(contract)))
+        add(*loopback_records(run))
+        add(check_backup_dir(facts, readiness, contract.actions.backup is not None))
+        add(check_tools(facts))
+        run.note(*conclusion(records))
+
+
+def conclusion(records: list[CheckRecord]) -> tuple[str, str]:
+    """The phase's last line: fit, not fit (how many items to fix), or could not judge."""
+    count = {v: sum(r.verdict is v for r in records) for v in Verdict}
+    if count[Verdict.FAIL]:
+        return f"readiness: NOT fit for gating: {count[Verdict.FAIL]} item(s) to fix", "bold red"
+    if count[Verdict.INCONCLUSIVE]:
+        unjudged = count[Verdict.INCONCLUSIVE]
+        return f"readiness: could not judge {unjudged} item(s): run it again", "bold yellow"
+    skipped = f" ({count[Verdict.SKIP]} item(s) skipped)" if count[Verdict.SKIP] else ""
+    return f"readiness: fit for gating{skipped}", "bold green"
 
 
 def loopback_records(run: Run) -> list[CheckRecord]:

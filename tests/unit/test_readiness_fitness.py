@@ -336,6 +336,14 @@ def test_secrets_found_fails_on_an_empty_set() -> None:
     assert check_secrets_found(some).verdict is Verdict.PASS
 
 
+def test_a_bad_answer_is_unfit_in_one_line() -> None:
+    found = check_tools(Reading(error="boxtool fitness exited 1:\nTraceback\n  boom"))
+    assert found.verdict is Verdict.FAIL
+    assert found.evidence == (
+        "the box answered badly (boxtool fitness exited 1: Traceback boom): fix that, re-run"
+    )
+
+
 def test_healthy_is_one_item_over_the_battery() -> None:
     ok = CheckRecord("status: exit code 0", Verdict.PASS)
     bad = [CheckRecord(f"check {i}", Verdict.FAIL, observed=f"seen {i}") for i in range(5)]

@@ -140,6 +140,11 @@ class Outcome:
         return found
 
     @property
+    def said(self) -> str:
+        """The console's words, however it wrapped them."""
+        return " ".join(self.console.split())
+
+    @property
     def summary(self) -> dict[str, Any]:
         return dict(json.loads((self.run_dir / "summary.json").read_text()))
 
@@ -392,6 +397,7 @@ def test_a_lost_link_is_inconclusive_never_unfit(contract: Path, tmp_path: Path)
     assert run.code == 3, run.console
     assert run.summary["counts"]["fail"] == 0
     assert run.verdicts()["readiness: disk headroom for a backup"] == "inconclusive"
+    assert "readiness: could not judge 4 item(s): run it again" in run.said
 
 
 # --- an undeclared Readiness --------------------------------------------------------------------
@@ -411,6 +417,7 @@ def test_an_undeclared_readiness_is_named_skips_that_strict_fails(tmp_path: Path
         found = run.record(name)
         assert (found["verdict"], found["skip_class"]) == ("skip", "missing"), found
         assert "declare Readiness(" in found["evidence"]
+    assert "readiness: fit for gating (2 item(s) skipped)" in run.said
     strict = gate(stack, path, tmp_path / "strict", strict=True)
     assert strict.code == 1, strict.console
 
