@@ -20,6 +20,7 @@ from gate.contract import (
     Increasing,
     InsecureLoopback,
     Port,
+    Readiness,
     Ref,
     Secrets,
     Services,
@@ -153,6 +154,9 @@ CONTRACT = StackContract(
         diagnostics=(("status.txt", "status"), ("doctor.txt", "doctor")),
     ),
     services=Services(at="services", started="started"),
+    readiness=Readiness(
+        loopback_ports=("dashboard-port", "node-rpc"), backup_dir="backups", data_paths=("secrets",)
+    ),
 )
 
 

@@ -23,6 +23,7 @@ import shutil
 import signal
 import socket
 import ssl
+import stat
 import subprocess
 import sys
 import time
@@ -804,6 +805,92 @@ def cmd_quiesce(_spec: dict[str, Any], args: list[str]) -> int:
     return 0
 
 
+def file_facts(path: str) -> dict[str, Any]:
+    """A file's kind and permission bits (the link's target's, for a symlink); never its
+    content."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return {"exists": False}
+    return {
+        "exists": True,
+        "regular": stat.S_ISREG(info.st_mode),
+        "link": os.path.islink(path),
+        "mode": f"{stat.S_IMODE(info.st_mode):04o}",
+    }
+
+
+def tree_size(path: str) -> int | None:
+    """Bytes in a file, or in every file under a dir (links not followed); None if absent."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(info.st_mode):
+        return info.st_size
+    total = 0
+    for root, _dirs, names in os.walk(path):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def free_bytes(path: str) -> int:
+    """Bytes an unprivileged writer may still use on `path`'s filesystem."""
+    found = os.statvfs(path)
+    return found.f_bavail * found.f_frsize
+
+
+def newest_archive(directory: str) -> dict[str, Any] | None:
+    """The newest regular file (not a link, not a dot-file) directly in `directory`."""
+    newest: tuple[float, str, int] | None = None
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(directory):
+            if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+                continue
+            info = entry.stat(follow_symlinks=False)
+            if newest is None or info.st_mtime > newest[0]:
+                newest = (info.st_mtime, entry.name, info.st_size)
+    return None if newest is None else {"name": newest[1], "size": newest[2]}
+
+
+def backup_dir_facts(path: str) -> dict[str, Any]:
+    """Whether the backup dir is a dir this user may write into, its newest archive, and
+    the free space on its filesystem."""
+    if not os.path.exists(path):
+        return {"path": path, "kind": "missing"}
+    if not os.path.isdir(path):
+        return {"path": path, "kind": "not a directory"}
+    return {
+        "path": path,
+        "kind": "dir",
+        "writable": os.access(path, os.W_OK | os.X_OK),
+        "newest": newest_archive(path),
+        "free": free_bytes(path),
+    }
+
+
+def cmd_fitness(spec: dict[str, Any], args: list[str]) -> int:
+    """fitness '{"backup_dir": D|null, "data_paths": [...], "tools": [...]}': what --readiness
+    judges, read here and changing nothing: the mode of the env file and of every secret
+    file, the backup dir (writable, newest archive, free space), the sizes of the config,
+    the env file and the data paths, free space in the stack dir, and which tools are on
+    PATH. Only kinds, modes, sizes, names and booleans are printed, never a file's bytes."""
+    wanted = json.loads(args[0]) if args else {}
+    secret_paths = [spec["env_file"], *secret_files(spec)]
+    sized = [spec["config_file"], spec["env_file"], *wanted.get("data_paths", [])]
+    facts: dict[str, Any] = {
+        "files": {path: file_facts(path) for path in secret_paths},
+        "sizes": {path: tree_size(path) for path in sized},
+        "stack_free": free_bytes("."),
+        "backup_dir": backup_dir_facts(wanted["backup_dir"]) if wanted.get("backup_dir") else None,
+        "tools": {tool: shutil.which(tool) is not None for tool in wanted.get("tools", [])},
+    }
+    print(json.dumps(scrub_tree(facts, secret_values(spec)), sort_keys=True))
+    return 0
+
+
 COMMANDS = {
     "fingerprint": cmd_fingerprint,
     "exec": cmd_exec,
@@ -814,6 +901,7 @@ COMMANDS = {
     "file": cmd_file,
     "inuse": cmd_inuse,
     "render": cmd_render,
+    "fitness": cmd_fitness,
     "lock": cmd_lock,
     "lifeline": cmd_lifeline,
     "quiesce": cmd_quiesce,

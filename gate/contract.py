@@ -51,6 +51,7 @@ __all__ = [
     "OneOf",
     "Port",
     "Probe",
+    "Readiness",
     "Ref",
     "Secrets",
     "Services",
@@ -202,6 +203,31 @@ class Actions:
 
 
 @dataclass(frozen=True)
+class Readiness:
+    """What `--readiness` judges besides its built-ins (docs/readiness.md); every default
+    is empty, and an item the contract leaves undeclared is a named skip, never a pass.
+
+    Paths are relative to the stack dir; none of them is read for its content."""
+
+    loopback_ports: tuple[str, ...] = ()
+    """Names of Port probes whose listeners must be bound to loopback addresses only."""
+    backup_dir: str | None = None
+    """Where the backup action writes its archives: it must be a writable dir, and its
+    newest archive sizes the free space a backup needs."""
+    data_paths: tuple[str, ...] = ()
+    """What a backup holds besides the config and the env file (files or dirs): their size
+    sizes the free space a backup needs while backup_dir holds no archive yet."""
+    tools: tuple[str, ...] = ()
+    """Commands the box must have on PATH, besides the ones gate itself needs."""
+    headroom: float = 2.0
+    """Free space on the backup's filesystem must be at least this many backups."""
+
+    def __post_init__(self) -> None:
+        if not self.headroom > 0:
+            raise ValueError(f"Readiness.headroom must be > 0, not {self.headroom!r}")
+
+
+@dataclass(frozen=True)
 class ConfigFile:
     """The file the user edits and gate renders scenarios into, and its format (a name in
     boxtool's FORMATS: "json", or "env" for KEY=value files; docs/writing-a-matrix.md)."""
@@ -230,6 +256,17 @@ class StackContract:
     facts: Mapping[str, str] = field(default_factory=dict)
     """Defaults of run-wide facts (`fact(...)`); the inventory and --fact override them."""
     log_lines: int = 200
+    readiness: Readiness = field(default_factory=Readiness)
+    """What `--readiness` checks besides its built-ins (docs/readiness.md)."""
+
+    def __post_init__(self) -> None:
+        ports = {p.name for p in self.probes if isinstance(p, Port)}
+        for name in self.readiness.loopback_ports:
+            if name not in ports:
+                raise ValueError(
+                    f"Readiness.loopback_ports names {name!r}, which is not a Port probe "
+                    f"of this contract (Port probes: {', '.join(sorted(ports)) or 'none'})"
+                )
 
     def probe(self, name: str) -> Probe:
         """The probe called `name` (the status command is `STATUS`)."""

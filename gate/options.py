@@ -67,6 +67,8 @@ class Options:
             return "recover"
         if "check" in self.phases:
             return "check"
+        if "readiness" in self.phases:  # read-only, runs alone like --check
+            return "readiness"
         return "+".join(["matrix", *sorted(self.phases)])
 
 

@@ -18,8 +18,9 @@ def validate(opts: Options) -> None:
         raise UsageError("say which box: --host NAME_OR_USER@HOST[:PORT] or --local --dir PATH")
     if opts.local and not (opts.dir or opts.host):
         raise UsageError("--local needs --dir PATH, or --host NAME for an inventory file")
-    if "check" in opts.phases and (opts.scenarios or opts.keep or opts.recover):
-        raise UsageError("--check runs no scenario: drop --scenario/--keep/--recover")
+    for reader in ("check", "readiness"):  # the read-only phases
+        if reader in opts.phases and (opts.scenarios or opts.keep or opts.recover):
+            raise UsageError(f"--{reader} runs no scenario: drop --scenario/--keep/--recover")
     if opts.recover and (opts.scenarios or opts.keep or opts.phases):
         raise UsageError("--recover only restores: drop --scenario/--keep and phase flags")
     select(opts)

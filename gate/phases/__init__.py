@@ -3,8 +3,10 @@
 from gate.phases.base import Phase, register, registered, select, unregister
 from gate.phases.check import CheckPhase
 from gate.phases.matrix import MatrixPhase
+from gate.phases.readiness import ReadinessPhase
 
 register(CheckPhase())
+register(ReadinessPhase())
 register(MatrixPhase())
 
 __all__ = ["Phase", "register", "registered", "select", "unregister"]

@@ -226,7 +226,10 @@ def test_the_gate_script_takes_the_same_flags_and_exits_2_on_a_bad_one(
         [str(GATE_SCRIPT), "--list", "--matrix", str(REPO / "matrix.py")], **common
     )
     assert listed.returncode == 0, listed.stderr
-    assert "phases (in run order): check (--check), matrix (default, mutates)" in listed.stdout
+    assert (
+        "phases (in run order): check (--check), readiness (--readiness), matrix (default, mutates)"
+        in listed.stdout
+    )
     assert list(box_dir.iterdir()) == []
 
 
