@@ -29,6 +29,7 @@ from gate.contract import (
     InUse,
     Matches,
     Port,
+    Readiness,
     Ref,
     Secrets,
     Services,
@@ -302,6 +303,14 @@ CONTRACT = StackContract(
             InUse(secret="REDIS_PASSWORD", file="conf/webdis.json"),
             InUse(secret="ADMIN_TOKEN", file="conf/admin_token.map"),
         ),
+    ),
+    # --readiness: every daemon on loopback, kvctl backup's archives (config.json, .env and
+    # secrets/, never the redis data) in backups/, and the stock redis-cli the raw probe runs.
+    readiness=Readiness(
+        loopback_ports=("front-port", "api-port", "redis-port", "replica-port"),
+        backup_dir="backups",
+        data_paths=("secrets",),
+        tools=("redis-cli",),
     ),
     actions=Actions(
         apply="apply -y",

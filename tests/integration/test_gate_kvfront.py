@@ -250,3 +250,25 @@ def test_a_runtime_setting_the_config_does_not_say_fails_only_the_cli_probe(
     failed = sorted(c["name"] for c in run.summary["checks"] if c["verdict"] == "fail")
     assert failed == [POLICY_RAW], failed
     assert_no_secret(kv_box, run)
+
+
+@pytest.mark.slow
+def test_readiness_is_fit_until_the_env_file_is_readable_by_others(
+    kv_box: Box, sshd: Sshd, tmp_path: Path
+) -> None:
+    """--readiness judges every item the kvfront contract declares (no skip under
+    --strict); an .env opened to the world turns exactly that item red."""
+    flags = [*over_ssh(sshd, kv_box, tmp_path), "--readiness", "--strict"]
+    fit = run_gate(*flags, out=tmp_path / "fit")
+    assert fit.code == 0, fit.output
+    assert fit.summary["counts"]["skip"] == 1, fit.output  # the replica's port: not enabled
+    for name in ("front-port", "api-port", "redis-port"):
+        assert record(fit, f"readiness: {name} bound to loopback only")["verdict"] == "pass"
+
+    (kv_box.path / ".env").chmod(0o644)
+    unfit = run_gate(*flags, out=tmp_path / "unfit")
+
+    assert unfit.code == 1, unfit.output
+    failed = sorted(c["name"] for c in unfit.summary["checks"] if c["verdict"] == "fail")
+    assert failed == ["readiness: .env mode 0600 or stricter"], failed
+    assert_no_secret(kv_box, unfit)
