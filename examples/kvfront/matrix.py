@@ -154,10 +154,12 @@ CONTRACT = StackContract(
         # webdis behind nginx, and redis behind webdis: the whole read path.
         Http("api-ping", url=front_url("/api/PING"), tls=front_tls),
         # The settings nothing serves over HTTP: redis-cli is their only raw source.
-        # kvctl's own verb reads .env itself; `-3 --json` makes CONFIG GET a JSON object.
+        # kvctl's own verb reads .env itself; `-3 --json` makes CONFIG GET a JSON object, and
+        # `--` keeps kvctl's parser from taking redis-cli's options (`--json` alone: exit 2).
         Command(
             "redis-config",
-            "{control} redis-cli -3 --json CONFIG GET maxmemory-policy maxmemory appendonly bind",
+            "{control} redis-cli -- -3 --json"
+            " CONFIG GET maxmemory-policy maxmemory appendonly bind",
             output="json",
         ),
         # The same redis, asked with the stock redis-cli: the password through its
