@@ -143,7 +143,7 @@ CONTRACT = StackContract(
     ),
     probes=(
         # HTTP, through the front (nginx): the public health check and the token-guarded admin
-        # API (gate also asks it without the token and expects 401).
+        # API (gate also asks it without the token, and with a wrong one: both must be 401).
         Http("healthz", url=front_url("/healthz"), tls=front_tls),
         Http(
             "admin",
@@ -304,6 +304,9 @@ CONTRACT = StackContract(
             InUse(secret="REDIS_PASSWORD", file="conf/redis.conf"),
             InUse(secret="REDIS_PASSWORD", file="conf/webdis.json"),
             InUse(secret="ADMIN_TOKEN", file="conf/admin_token.map"),
+            # conf/replica.conf holds REDIS_PASSWORD too (requirepass, masterauth), but only
+            # while replica.enabled, and an InUse cannot be conditional: the replica's own
+            # "link to the primary up" shows its masterauth works instead.
         ),
     ),
     # --readiness: every daemon on loopback, kvctl backup's archives (config.json, .env and
