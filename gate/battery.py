@@ -88,8 +88,9 @@ def battery(
     since = time.monotonic() if reads.status_code.value == 0 else float("-inf")
     records += [converge(reads, c, ctx, since, observe) for c in checks if c.converges]
     records += auth_controls(box, cfg)
-    if contract.secrets.in_use:
-        records += check_in_use(read_in_use(box), contract.secrets.in_use)
+    uses = tuple(u for u in contract.secrets.in_use if u.applies(cfg))
+    if uses:
+        records += check_in_use(read_in_use(box), uses)
     records += [check_counter(reads, c, observe) for c in contract.counters]
     return records
 

@@ -163,6 +163,8 @@ class InUse:
 
     secret: str
     file: str
+    applies: Callable[[Config], bool] = _always
+    """Whether this config renders the file at all (e.g. only when a replica is on)."""
 
 
 @dataclass(frozen=True)

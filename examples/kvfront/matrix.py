@@ -304,9 +304,8 @@ CONTRACT = StackContract(
             InUse(secret="REDIS_PASSWORD", file="conf/redis.conf"),
             InUse(secret="REDIS_PASSWORD", file="conf/webdis.json"),
             InUse(secret="ADMIN_TOKEN", file="conf/admin_token.map"),
-            # conf/replica.conf holds REDIS_PASSWORD too (requirepass, masterauth), but only
-            # while replica.enabled, and an InUse cannot be conditional: the replica's own
-            # "link to the primary up" shows its masterauth works instead.
+            # conf/replica.conf holds it too (requirepass, masterauth) while replica.enabled
+            InUse(secret="REDIS_PASSWORD", file="conf/replica.conf", applies=replica_on),
         ),
     ),
     # --readiness: every daemon on loopback, kvctl backup's archives (config.json, .env and

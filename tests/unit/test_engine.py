@@ -544,3 +544,23 @@ def test_a_contract_the_box_cannot_trust_is_refused_before_anything(
     assert run.code == 2, run.console
     assert problem in run.console
     assert stack.files["config.json"].text == config
+
+
+def test_a_secret_use_that_does_not_apply_to_the_config_is_not_asked(tmp_path: Path) -> None:
+    """InUse.applies: a file only some configs render is held to its secret only then."""
+    extra = (
+        "import dataclasses\nfrom gate.contract import InUse\n"
+        "uses = (InUse('DASHBOARD_TOKEN', 'run/dashboard.json', applies=lambda cfg: False),)\n"
+        "CONTRACT = dataclasses.replace(\n"
+        "    CONTRACT, secrets=dataclasses.replace(CONTRACT.secrets, in_use=uses)\n"
+        ")\n"
+    )
+    run = gate(FakeStack(), contract_file(tmp_path, extra), tmp_path, check=True)
+    assert run.code == 0, run.console
+    assert not [c for c in run.summary["checks"] if c["name"].startswith("secrets: DASHBOARD")]
+    applies = extra.replace("lambda cfg: False", "lambda cfg: True")
+    (tmp_path / "b").mkdir()
+    red = gate(FakeStack(), contract_file(tmp_path / "b", applies), tmp_path / "b", check=True)
+    assert red.code == 1, red.console
+    use = red.record("secrets: DASHBOARD_TOKEN in use in run/dashboard.json")
+    assert (use["verdict"], use["observed"]) == ("fail", "file unreadable")
