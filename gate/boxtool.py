@@ -26,9 +26,11 @@ import ssl
 import stat
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
@@ -891,6 +893,63 @@ def cmd_fitness(spec: dict[str, Any], args: list[str]) -> int:
     return 0
 
 
+def within(path: str, root: str) -> bool:
+    """Whether the real path `path` lies under the real path of `root` (links resolved)."""
+    base = os.path.realpath(root)
+    return os.path.commonpath([path, base]) == base and path != base
+
+
+def archive_members(path: str) -> tuple[str, list[str]]:
+    """(format, the names of its regular-file members) of a tar (any compression) or zip;
+    ValueError if it is neither. A leading "./" is dropped; directories are not listed."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = [i.filename for i in archive.infolist() if not i.is_dir()]
+        return "zip", [n.removeprefix("./") for n in names]
+    try:
+        with tarfile.open(path, "r:*") as archive:
+            names = [m.name for m in archive.getmembers() if m.isfile()]
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise ValueError(f"not a readable tar or zip archive ({type(exc).__name__})") from None
+    return "tar", [n.removeprefix("./") for n in names]
+
+
+def cmd_archive(spec: dict[str, Any], args: list[str]) -> int:
+    """archive PATH '{"roots": [DIR, ...], "holds": [NAME, ...]}': whether PATH (relative to
+    the stack dir, or absolute) is a regular file, not a link, inside one of the roots (real
+    paths), and which of the names its listing lacks as a regular-file member (a name held
+    as a dir counts when any file lies under it). Only kinds, names and counts are printed;
+    no member is extracted or read. Changes nothing."""
+    path, wanted = args[0], json.loads(args[1]) if len(args) > 1 else {}
+    facts: dict[str, Any] = {"path": path, "real": os.path.realpath(path)}
+    try:
+        info = os.lstat(path)
+    except OSError as exc:
+        facts["kind"] = "missing" if isinstance(exc, FileNotFoundError) else type(exc).__name__
+        print(json.dumps(scrub_tree(facts, secret_values(spec)), sort_keys=True))
+        return 0
+    kind = "file" if stat.S_ISREG(info.st_mode) else "other"
+    kind = "link" if stat.S_ISLNK(info.st_mode) else kind
+    facts.update(kind=kind, size=info.st_size)
+    roots = [str(r) for r in wanted.get("roots", ["."])]
+    facts["inside"] = [r for r in roots if within(facts["real"], r)]
+    if kind == "file":
+        try:
+            form, names = archive_members(path)
+        except (ValueError, OSError) as exc:
+            facts["error"] = str(exc)
+        else:
+            have = set(names)
+            facts.update(format=form, members=len(names))
+            facts["lacks"] = [
+                n
+                for n in wanted.get("holds", [])
+                if n not in have and not any(m.startswith(n.rstrip("/") + "/") for m in have)
+            ]
+    print(json.dumps(scrub_tree(facts, secret_values(spec)), sort_keys=True))
+    return 0
+
+
 COMMANDS = {
     "fingerprint": cmd_fingerprint,
     "exec": cmd_exec,
@@ -902,6 +961,7 @@ COMMANDS = {
     "inuse": cmd_inuse,
     "render": cmd_render,
     "fitness": cmd_fitness,
+    "archive": cmd_archive,
     "lock": cmd_lock,
     "lifeline": cmd_lifeline,
     "quiesce": cmd_quiesce,

@@ -8,6 +8,7 @@ service, a key or a file of any one stack: those live here, in values the user d
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -178,6 +179,10 @@ class Secrets:
     in_use: tuple[InUse, ...] = ()
 
 
+DEFAULT_BACKUP_PATH = r"(?P<path>[^\s'\"]*/[^\s'\"]+|[^\s'\"]+\.(?:tar|tgz|gz|bz2|xz|zip))\W*$"
+"""The last path-like token of a line: one holding a "/", or ending in an archive suffix."""
+
+
 @dataclass(frozen=True)
 class Actions:
     """Command templates appended to the control command; None: the stack has no such verb.
@@ -197,6 +202,14 @@ class Actions:
     up: str | None = None
     down: str | None = None
     backup: str | None = None
+    backup_path: str = DEFAULT_BACKUP_PATH
+    """A regex searched in the LAST non-empty line of the backup's output: its group `path`
+    (else the whole match) is the archive's path, absolute or relative to the stack dir.
+    The default takes the last token holding a "/" or ending in an archive suffix, so both
+    "Backup written to: /srv/stack/backups/b.tar.gz" and a bare path are read."""
+    backup_holds: tuple[str, ...] | None = None
+    """Names the archive's listing must hold as regular files (a dir name: any file under
+    it). None: the config file and the env file; a tuple given must name both."""
     restore: str | None = None
     logs: str | None = None
     """e.g. "logs {service} -n 200": captured for every expected service on a failure."""
@@ -262,6 +275,15 @@ class StackContract:
     """What `--readiness` checks besides its built-ins (docs/readiness.md)."""
 
     def __post_init__(self) -> None:
+        re.compile(self.actions.backup_path)
+        holds = self.actions.backup_holds
+        if holds is not None:
+            lacking = [name for name in (self.config.path, self.env_file) if name not in holds]
+            if lacking:
+                raise ValueError(
+                    f"Actions.backup_holds must name the config file and the env file: "
+                    f"add {', '.join(repr(n) for n in lacking)}"
+                )
         ports = {p.name for p in self.probes if isinstance(p, Port)}
         for name in self.readiness.loopback_ports:
             if name not in ports:
@@ -269,6 +291,13 @@ class StackContract:
                     f"Readiness.loopback_ports names {name!r}, which is not a Port probe "
                     f"of this contract (Port probes: {', '.join(sorted(ports)) or 'none'})"
                 )
+
+    @property
+    def backup_holds(self) -> tuple[str, ...]:
+        """What a verified backup's listing holds: Actions.backup_holds, else the config
+        file and the env file."""
+        declared = self.actions.backup_holds
+        return declared if declared is not None else (self.config.path, self.env_file)
 
     def probe(self, name: str) -> Probe:
         """The probe called `name` (the status command is `STATUS`)."""

@@ -4,6 +4,8 @@
     ├── UsageError          (2)    bad flags, inventory, matrix, scenario names; nothing touched
     │   └── HostKeyError    (2)    unknown or changed host key; names the fingerprint
     ├── PreflightError      (2)    the box lacks the stack dir, control command or a tool
+    ├── BackupRefused       (2)    --safety-backup's archive is not verified: the destructive
+    │                              phases are refused (the box is restored as ever)
     ├── Unreachable         (3)    could not ask: connection lost, timeout, rc 255
     │   └── LockLost        (3)    the box lock could not be re-proven after a reconnect;
     │                              nothing more is sent (4 if the box was left dirty)
@@ -50,6 +52,12 @@ class HostKeyError(UsageError):
 
 class PreflightError(GateError):
     """The box is reachable but cannot be gated (no stack dir, no control command, no tool)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class BackupRefused(GateError):
+    """The safety backup could not be verified: no destructive phase may run."""
 
     exit_code = ExitCode.USAGE
 

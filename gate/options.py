@@ -50,6 +50,8 @@ class Options:
     keep: bool = False
     strict: bool = False
     recover: bool = False
+    no_backup: bool = False
+    """Run destructive phases without --safety-backup's verified archive (said on purpose)."""
     matrix_file: Path = Path("matrix.py")
     inventory_dir: Path = Path("inventory")
     known_hosts: Path | None = None

@@ -57,4 +57,5 @@ def battery_lines(contract: StackContract) -> list[str]:
 
 def _phase(phase: Phase) -> str:
     flag = phase.flag.option if phase.flag else "default"
-    return f"{phase.name} ({flag}{', mutates' if phase.mutates else ''})"
+    kind = ", destructive" if phase.destructive else ", mutates" if phase.mutates else ""
+    return f"{phase.name} ({flag}{kind})"

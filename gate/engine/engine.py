@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from gate.artifacts import Artifacts, new_run_id
 from gate.box import Box, answered
+from gate.checks import Verdict
 from gate.contract import StackContract
 from gate.engine.baseline import check_identity, refuse_dirty, take_baseline
 from gate.engine.results import write_manifest, write_results
@@ -34,6 +35,7 @@ from gate.matrix import validate_matrix
 from gate.observe import read_config
 from gate.options import Options, load_contract_file
 from gate.phases import Phase, select
+from gate.phases.safety_backup import remove_archive, rollback
 from gate.redact import Redactor
 from gate.report import Console
 from gate.restore import restore_and_prove
@@ -186,28 +188,45 @@ class Engine:
         run.baseline = take_baseline(run)
         if run.baseline is None:
             return
+        raised = True
         try:
             for phase in planned:
                 self._run_phase(phase)
+            raised = False
         finally:
-            self._finish()
+            self._finish(raised)
 
     def _run_phase(self, phase: Phase) -> None:
         self.run.journal_note("phase", phase=phase.name)
         phase.run(self.run)
 
-    def _finish(self) -> None:
+    def _finish(self, raised: bool) -> None:
+        """The restore (unless --keep); with a verified safety backup, first a rollback
+        from it if anything failed, and after a proven restore the archive is removed."""
         run = self.run
         assert run.baseline is not None
+        archive = run.backup_archive
         if self.ctx.opts.keep:
             run.note(
                 "--keep: the box was NOT restored; it stays on the last scenario and is marked "
                 f"dirty. Put it back with `{run.hint('--recover')}`.",
                 "bold yellow",
             )
+            if archive is not None:
+                run.note(f"--keep: the safety backup is kept at {archive}", "bold yellow")
             return
+        failed = raised or run.ledger.verdict() in (Verdict.FAIL, Verdict.INCONCLUSIVE)
         with run.guard.shielded():
-            restore_and_prove(run, run.baseline)
+            if archive is not None and failed:
+                rollback(run, run.baseline)
+            try:
+                restore_and_prove(run, run.baseline)
+            except BoxDirty as exc:
+                if archive is None:
+                    raise
+                raise BoxDirty(f"{exc}; the safety backup is KEPT at {archive}") from exc
+            if archive is not None:
+                remove_archive(run)
 
     def _recover(self) -> None:
         """The baseline an interrupted run left on the box: restore it and prove it."""

@@ -64,6 +64,9 @@ class Run:
         self.baseline: Baseline | None = None
         self.config: Config = {}
         """The box's config (secret paths masked) as read before the first change."""
+        self.backup_archive: str | None = None
+        """The verified safety backup's path on the box (--safety-backup), kept for a
+        rollback until the run ends."""
         self._box: Box | None = None
         self._journal: Journal | None = None
 

@@ -26,6 +26,9 @@ class Phase(abc.ABC):
     mutates: ClassVar[bool]
     flag: ClassVar[Flag | None] = None
     """The flag that selects it; None marks the default phase of a mutating run (the matrix)."""
+    destructive: ClassVar[bool] = False
+    """It may break what a config change cannot put back (stops, kills, blanks secrets): it
+    runs only with --safety-backup (a verified archive first) or an explicit --no-backup."""
 
     def plan(self, run: Run) -> bool:
         """Before the baseline: whether there is anything to do (skips are recorded here)."""
@@ -41,6 +44,8 @@ _REGISTRY: list[Phase] = []
 
 def register(phase: Phase) -> Phase:
     """Add a phase at the end of the fixed order; its flag joins the flag table."""
+    if phase.destructive and not phase.mutates:
+        raise ValueError(f"phase {phase.name!r}: a destructive phase mutates")
     if any(p.name == phase.name for p in _REGISTRY):
         raise ValueError(f"a phase named {phase.name!r} is already registered")
     _REGISTRY.append(phase)
@@ -71,7 +76,27 @@ def select(opts: Options) -> list[Phase]:
                 f"{_option(readers[0])} changes nothing and runs alone: drop {' '.join(others)}"
             )
         return readers
+    refuse_unguarded(opts, chosen)
     return [p for p in _REGISTRY if p.flag is None or p in chosen]
+
+
+BACKUP_FLAG = "safety_backup"
+"""The phase (and flag) that takes a verified archive before any destructive phase."""
+
+
+def refuse_unguarded(opts: Options, chosen: list[Phase]) -> None:
+    """A destructive phase runs only after a verified backup (--safety-backup) or when the
+    user said --no-backup; both at once is a contradiction."""
+    backup = BACKUP_FLAG in opts.phases
+    if backup and opts.no_backup:
+        raise UsageError("--safety-backup and --no-backup contradict each other: drop one")
+    destructive = [_option(p) for p in chosen if p.destructive]
+    if destructive and not (backup or opts.no_backup):
+        raise UsageError(
+            f"{' '.join(destructive)} can break what a config change cannot put back: add "
+            "--safety-backup (a verified archive first, rolled back on failure) or say "
+            "--no-backup"
+        )
 
 
 def _option(phase: Phase) -> str:

@@ -125,6 +125,16 @@ class Defects:
     """`version --json` carries DASHBOARD_TOKEN's value (only boxtool exec scrubs it)."""
     node_bind: str = ""
     """The node listens here whatever its settings say (e.g. "0.0.0.0" with lan_access off)."""
+    backup_fails: bool = False
+    """`stackctl backup` exits 1 and writes nothing."""
+    backup_output: str | None = None
+    """What `stackctl backup` prints instead of "Backup written to: PATH" (it still writes)."""
+    backup_symlink: bool = False
+    """The printed path is a symlink to the archive, not the archive itself."""
+    backup_omits: tuple[str, ...] = ()
+    """Members the archive leaves out, e.g. (".env",)."""
+    restore_fails: bool = False
+    """`stackctl restore ARCHIVE` exits 1 and changes nothing."""
     drop_at: int | None = None
     """The Nth command the target sees (1-based, holds included) loses the link."""
     drop_for_good: bool = False
@@ -176,6 +186,12 @@ class FakeStack:
         self.lock_busy = False
         self.shares = 100
         self.applies: list[Reply] = []
+        self.archives: dict[str, dict[str, FakeFile]] = {}
+        """Archive path (stack-relative) -> its members as the backup stored them."""
+        self.links: dict[str, str] = {}
+        """Symlink path (stack-relative) -> its target."""
+        self.backups: list[str] = []
+        """Every path `stackctl backup` printed."""
         self._pid = 4000
         self._clock = CLOCK_START
         self._config_copied = False
@@ -531,6 +547,42 @@ class FakeStack:
         text = json.dumps(parsed, sort_keys=True)
         return Reply(stdout=boxtool.scrub(text, self._secret_values()) + "\n")
 
+    def _tool_archive(self, spec: Mapping[str, Any], args: list[str], stdin: str) -> Reply:
+        """boxtool archive PATH WANTED: the kind, where it lies, what its listing lacks."""
+        path, wanted = self._rel(args[0]), json.loads(args[1])
+        real = self.links.get(path, path)
+        facts: dict[str, Any] = {"path": args[0], "real": f"{self.dir}/{real}"}
+        if path in self.links:
+            facts["kind"] = "link"
+        elif path in self.files:
+            facts["kind"] = "file"
+        else:
+            facts["kind"] = "missing"
+            return Reply(stdout=json.dumps(facts) + "\n")
+        inside = not real.startswith(("/", "../"))
+        facts["inside"] = [
+            r for r in wanted["roots"] if inside and (r == "." or real.startswith(r + "/"))
+        ]
+        if facts["kind"] == "file":
+            members = self.archives.get(path)
+            if members is None:
+                facts["error"] = "not a readable tar or zip archive (ReadError)"
+            else:
+                facts.update(format="tar", members=len(members))
+                facts["lacks"] = [
+                    n
+                    for n in wanted["holds"]
+                    if n not in members and not any(m.startswith(n + "/") for m in members)
+                ]
+        return Reply(stdout=json.dumps(facts) + "\n")
+
+    def _rm_archive(self, match: re.Match[str], stdin: str) -> Reply:
+        path = self._rel(self._path(match["path"]))
+        self.files.pop(path, None)
+        self.archives.pop(path, None)
+        self.links.pop(path, None)
+        return Reply()
+
     def _tool_inuse(self, spec: Mapping[str, Any], args: list[str], stdin: str) -> Reply:
         answers = []
         for use in spec.get("in_use", []):
@@ -688,6 +740,50 @@ class FakeStack:
     def _ctl_apply(self, match: re.Match[str], stdin: str) -> Reply:
         return self._apply()
 
+    def _ctl_backup(self, match: re.Match[str], stdin: str) -> Reply:
+        """config.json, .env and secrets/ into backups/backup-N.tar.gz (stacklib/backup.py)."""
+        if self.defects.backup_fails:
+            return Reply(1, stderr="error: OSError: [Errno 28] No space left on device\n")
+        self.dirs.add("backups")
+        name = f"backups/backup-{len(self.backups) + 1}.tar.gz"
+        kept = [p for p in self.files if p in ("config.json", ".env") or p.startswith("secrets/")]
+        members = {
+            p: dataclasses.replace(self.files[p])
+            for p in kept
+            if p not in self.defects.backup_omits
+        }
+        real = (
+            f"backups/real-{len(self.backups) + 1}.tar.gz" if self.defects.backup_symlink else name
+        )
+        self.archives[real] = members
+        self.files[real] = FakeFile("<tar.gz>", "600")
+        if self.defects.backup_symlink:
+            self.links[name] = real
+        self.backups.append(name)
+        if self.defects.backup_output is not None:
+            return Reply(stdout=self.defects.backup_output)
+        return Reply(stdout=f"Backup written to: {self.dir}/{name}\n")
+
+    def _ctl_restore(self, match: re.Match[str], stdin: str) -> Reply:
+        path = self._path(match["archive"])
+        if self.defects.restore_fails or path not in self.archives:
+            return Reply(2, stderr=f"error: restore refused, nothing changed: {path}\n")
+        for member, stored in self.archives[path].items():
+            self.files[member] = dataclasses.replace(stored)
+        return Reply(stdout=f"Restored config.json, .env and secrets/ from {path}\n")
+
+    def _ctl_down(self, match: re.Match[str], stdin: str) -> Reply:
+        for program in self.programs.values():
+            program.state, program.pid, program.exitstatus = "exited", None, 0
+        return Reply(stdout="Stopped\n")
+
+    def _ctl_up(self, match: re.Match[str], stdin: str) -> Reply:
+        """Every expected service from the last applied settings (no render)."""
+        for name, program in self.programs.items():
+            if program.state != "running":
+                self.programs[name] = self._spawn(name, program.settings)
+        return Reply(stdout="Started\n")
+
     # --- apply ----------------------------------------------------------------------------
 
     def _apply(self) -> Reply:
@@ -802,6 +898,7 @@ HANDLERS: tuple[tuple[re.Pattern[str], Handler], ...] = tuple(
         (r"cp -p (?P<src>\S+) (?P<dst>\S+)", FakeStack._cp),
         (rf"mkdir -p {_P}", FakeStack._mkdir),
         (rf"rm -f {_P}", FakeStack._rm),
+        (rf"rm -f -- {_P}", FakeStack._rm_archive),
         (rf"test -d {_P}", FakeStack._test_dir),
         (r"echo (?P<words>.*)", FakeStack._echo),
         (rf"sha256sum {_P}", FakeStack._sha256sum),
@@ -820,6 +917,10 @@ STACKCTL: tuple[tuple[re.Pattern[str], Handler], ...] = tuple(
         (r"version --json", FakeStack._ctl_version),
         (r"doctor", FakeStack._ctl_doctor),
         (r"logs (?P<service>\S+) -n (?P<lines>\d+)", FakeStack._ctl_logs),
+        (r"backup", FakeStack._ctl_backup),
+        (r"restore (?P<archive>\S+)", FakeStack._ctl_restore),
+        (r"down", FakeStack._ctl_down),
+        (r"up", FakeStack._ctl_up),
     )
 )
 """stackctl's verbs the gate sends, matched in full against what follows the control path."""
@@ -834,6 +935,7 @@ TOOL_VERBS: dict[str, ToolVerb] = {
     "port": FakeStack._tool_port,
     "file": FakeStack._tool_file,
     "inuse": FakeStack._tool_inuse,
+    "archive": FakeStack._tool_archive,
     "quiesce": FakeStack._tool_quiesce,
 }
 """boxtool's verbs (`exec` never arrives: the double unwraps it and `_shell` scrubs)."""

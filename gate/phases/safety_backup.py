@@ -1,0 +1,246 @@
+"""`--safety-backup`: a verified archive before any destructive phase, and what becomes of
+it when the run ends (docs/safety-backup.md).
+
+After the baseline and before every other mutating phase, run the contract's backup action,
+take the archive's path from the last non-empty line of its own output
+(`Actions.backup_path`), and verify it on the box (`boxtool archive`, read-only): a regular
+file, not a link, inside the stack dir or the contract's backup dir, whose listing holds
+every member the contract names (`StackContract.backup_holds`). Unverified: BackupRefused
+(exit 2); no later phase runs, and the engine's restore puts the box back as ever.
+
+When the run ends (after the engine's restore): nothing failed -> the archive is removed;
+something failed -> roll back from it (down, restore ARCHIVE, up) and prove config bytes
+and secret fingerprints per category equal the baseline; a rollback that fails keeps the
+archive, brings the stack up anyway and is BoxDirty naming the archive.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from gate.box import APPLY_TIMEOUT, Box, Kind, answered
+from gate.checks import CheckRecord, Reading, Verdict
+from gate.contract import StackContract
+from gate.errors import BackupRefused, BoxDirty, Unreachable, UsageError
+from gate.observe import read_fingerprints, read_json_tool
+from gate.options import Flag
+from gate.phases.base import BACKUP_FLAG, Phase
+from gate.snapshot import Baseline, config_sha256
+from gate.target import quote
+
+if TYPE_CHECKING:
+    from gate.engine.run import Run
+
+PHASE = "safety-backup"
+VERIFIED = "safety-backup: archive verified"
+BACKUP_LOG = "safety-backup/backup.log"
+ROLLBACK_LOG = "safety-backup/rollback.log"
+
+
+class SafetyBackupPhase(Phase):
+    """`--safety-backup`: take and verify an archive before the destructive phases."""
+
+    name = BACKUP_FLAG  # a phase's name is its flag's (Options.phases holds names)
+    mutates = True
+    flag = Flag(
+        BACKUP_FLAG,
+        "back up with the contract's backup action and verify the archive before any "
+        "destructive phase; roll back from it if anything fails",
+    )
+
+    def plan(self, run: Run) -> bool:
+        actions = run.box.contract.actions
+        if actions.backup is None:
+            raise UsageError(
+                f"--safety-backup: contract {run.box.contract.name} declares no backup "
+                "action (Actions.backup)"
+            )
+        if actions.restore is None or "{archive}" not in actions.restore:
+            raise UsageError(
+                "--safety-backup: the contract's restore action must take the archive "
+                '(Actions.restore, e.g. "restore {archive}")'
+            )
+        return True
+
+    def run(self, run: Run) -> None:
+        box = run.box
+        run.console.phase(PHASE, "back up, then verify the archive on the box")
+        action = box.contract.actions.backup
+        assert action is not None  # plan refused a contract without one
+        # MUTATE: the stack's own verb writes outside .gate/ (and may do more: quiesce, lock)
+        made = answered(box.control(action, kind=Kind.MUTATE, timeout=APPLY_TIMEOUT))
+        run.artifacts.write_text(BACKUP_LOG, made.stdout + made.stderr)
+        path = archive_path(made.stdout, box.contract.actions.backup_path)
+        facts: Reading[Mapping[str, Any]] = Reading()
+        if made.ok and path is not None:
+            facts = read_archive(box, path)
+            if facts.lost is not None:
+                raise facts.lost
+        reason = refusal(made.ok, made.exit_code, made.stdout, path, facts, box.contract)
+        record = CheckRecord(
+            VERIFIED,
+            Verdict.FAIL if reason else Verdict.PASS,
+            "a regular file in the stack or backup dir holding "
+            + ", ".join(box.contract.backup_holds),
+            reason or f"{path}: {facts.value.get('members') if facts.value else '?'} members",
+            reason or "",
+            phase=PHASE,
+        )
+        run.add(record)
+        if reason:
+            raise BackupRefused(
+                f"--safety-backup: the backup is not verified, destructive phases refused: {reason}"
+            )
+        assert facts.value is not None
+        run.backup_archive = str(facts.value["real"])
+        run.journal_note("backup", archive=run.backup_archive)
+        run.note(f"safety backup verified: {run.backup_archive}")
+
+
+def archive_path(output: str, pattern: str) -> str | None:
+    """The archive's path: `pattern` searched in the last non-empty line of the output."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    if not lines:
+        return None
+    found = re.search(pattern, lines[-1])
+    if found is None:
+        return None
+    path = found.groupdict().get("path") or found.group(0)
+    return path or None
+
+
+def roots(contract: StackContract) -> list[str]:
+    """Where a verified archive may lie: the stack dir, and the contract's backup dir."""
+    backup_dir = contract.readiness.backup_dir
+    return ["."] + ([backup_dir] if backup_dir else [])
+
+
+def read_archive(box: Box, path: str) -> Reading[Mapping[str, Any]]:
+    """boxtool archive's facts about `path` (read-only: kinds, names, counts)."""
+    wanted = {"roots": roots(box.contract), "holds": list(box.contract.backup_holds)}
+    return read_json_tool(box, "archive", path, json.dumps(wanted, sort_keys=True))
+
+
+def refusal(
+    ok: bool,
+    code: int | None,
+    output: str,
+    path: str | None,
+    facts: Reading[Mapping[str, Any]],
+    contract: StackContract,
+) -> str:
+    """Why the archive is not verified, in one line; "" when it is."""
+    if not ok:
+        return f"the backup action exited {code}"
+    if path is None:
+        last = next((ln.strip() for ln in reversed(output.splitlines()) if ln.strip()), "")
+        said = f"its last line was {last[:80]!r}" if last else "it printed nothing"
+        return f"the backup printed no archive path ({said}; see Actions.backup_path)"
+    if not facts.usable or facts.value is None:
+        return f"{path}: the box answered badly ({facts.why})"
+    value = facts.value
+    kind = value.get("kind")
+    if kind == "link":
+        return f"{path} is a symlink, not the archive itself"
+    if kind != "file":
+        return f"{path} is not a regular file ({kind})"
+    if not value.get("inside"):
+        return f"{path} lies outside the stack dir and the backup dir ({' '.join(roots(contract))})"
+    if value.get("error"):
+        return f"{path}: {value['error']}"
+    lacks = value.get("lacks") or []
+    if lacks:
+        return f"{path} lacks {', '.join(lacks)} (the contract's backup_holds)"
+    return ""
+
+
+# --- when the run ends ----------------------------------------------------------------------
+
+
+def remove_archive(run: Run) -> None:
+    """The run passed: the archive was only insurance; take it off the box."""
+    archive = run.backup_archive
+    assert archive is not None
+    removed = answered(run.box.run(f"rm -f -- {quote(archive)}", kind=Kind.MUTATE))
+    if removed.ok:
+        run.backup_archive = None
+        run.note(f"safety backup removed: {archive}")
+    else:
+        run.note(f"safety backup NOT removed (rm exited {removed.exit_code}): {archive}", "yellow")
+
+
+def rollback(run: Run, baseline: Baseline) -> None:
+    """Something failed: down, restore the archive, up; then prove config bytes and secret
+    fingerprints per category equal the baseline. A rollback that fails keeps the archive,
+    brings the stack up anyway and is BoxDirty naming it."""
+    box, archive = run.box, run.backup_archive
+    assert archive is not None
+    actions = box.contract.actions
+    run.console.phase("rollback", f"from the safety backup {archive}")
+    log: list[str] = []
+    try:
+        steps = [
+            actions.down,
+            (actions.restore or "").replace("{archive}", quote(archive)),
+            actions.up,
+        ]
+        failed = ""
+        for step in steps:
+            if not step:
+                continue
+            done = answered(box.control(step, kind=Kind.MUTATE, timeout=APPLY_TIMEOUT))
+            log.append(f"$ {step}\n{done.stdout}{done.stderr}")
+            if not done.ok:
+                failed = f"`{step}` exited {done.exit_code}"
+                break
+        records = [] if failed else rollback_proof(box, baseline)
+    except Unreachable as exc:
+        raise BoxDirty(f"rollback could not finish: archive KEPT at {archive}: {exc}") from exc
+    finally:
+        run.artifacts.write_text(ROLLBACK_LOG, "\n".join(log))
+    for record in records:
+        run.add(record)
+    drifted = [r.observed for r in records if r.verdict is not Verdict.PASS]
+    if failed or drifted:
+        if failed and actions.up:
+            up = box.control(actions.up, kind=Kind.MUTATE, timeout=APPLY_TIMEOUT)
+            log.append(f"$ {actions.up} (anyway)\n{up.stdout}{up.stderr}")
+            run.artifacts.write_text(ROLLBACK_LOG, "\n".join(log))
+        why = failed or "drifted: " + "; ".join(drifted)
+        raise BoxDirty(f"rollback NOT proven ({why}): archive KEPT at {archive}")
+    run.note(f"rolled back from {archive}: config bytes and every secret category match")
+
+
+def rollback_proof(box: Box, baseline: Baseline) -> list[CheckRecord]:
+    """Config bytes, and secret fingerprints per category, equal the baseline's."""
+    sha = config_sha256(box)
+    records = [
+        CheckRecord(
+            "rollback: config bytes equal the baseline",
+            Verdict.PASS if sha == baseline.config_sha256 else Verdict.FAIL,
+            baseline.config_sha256[:16],
+            sha[:16] if sha == baseline.config_sha256 else f"config {sha[:16]}",
+            phase="rollback",
+        )
+    ]
+    now = read_fingerprints(box).asked()
+    if not now.usable or now.value is None:
+        raise BoxDirty(f"rollback: secret fingerprints unreadable: {now.why}")
+    categories = sorted(set(baseline.fingerprints) | set(now.value))
+    for category in categories:
+        was = dict(baseline.fingerprints.get(category, {}))
+        is_ = dict(now.value.get(category, {}))
+        drift = sorted(k for k in set(was) | set(is_) if was.get(k) != is_.get(k))
+        records.append(
+            CheckRecord(
+                f"rollback: secrets ({category}) equal the baseline",
+                Verdict.FAIL if drift else Verdict.PASS,
+                f"{len(was)} unchanged",
+                f"{category}: {', '.join(drift)}" if drift else f"{len(is_)} unchanged",
+                phase="rollback",
+            )
+        )
+    return records
