@@ -272,3 +272,20 @@ def test_readiness_is_fit_until_the_env_file_is_readable_by_others(
     failed = sorted(c["name"] for c in unfit.summary["checks"] if c["verdict"] == "fail")
     assert failed == ["readiness: .env mode 0600 or stricter"], failed
     assert_no_secret(kv_box, unfit)
+
+
+@pytest.mark.slow
+def test_safety_backup_verifies_kvctls_archive_and_removes_it(
+    kv_box: Box, sshd: Sshd, tmp_path: Path
+) -> None:
+    """`kvctl backup` prints the archive's path alone on its last line: read, verified on
+    the box (config.json and .env inside), and taken off the box when the run passes."""
+    backups = kv_box.path / "backups"
+    before = sorted(backups.iterdir()) if backups.exists() else []
+    flags = [*over_ssh(sshd, kv_box, tmp_path), "--safety-backup", "--scenario", "aof-replica"]
+    run = run_gate(*flags, out=tmp_path / "results")
+    assert run.code == 0, run.output
+    assert record(run, "safety-backup: archive verified")["verdict"] == "pass"
+    assert "safety backup removed: " in run.output
+    assert (sorted(backups.iterdir()) if backups.exists() else []) == before
+    assert_no_secret(kv_box, run)
