@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from gate.box import APPLY_TIMEOUT, Box, Kind, answered
 from gate.checks import CheckRecord, Reading, Verdict
 from gate.contract import StackContract
-from gate.errors import BackupRefused, BoxDirty, Unreachable, UsageError
+from gate.errors import BackupRefused, BoxDirty, PreflightError, Unreachable, UsageError
 from gate.observe import read_fingerprints, read_json_tool
 from gate.options import Flag
 from gate.phases.base import BACKUP_FLAG, Phase
@@ -197,7 +197,7 @@ def rollback(run: Run, baseline: Baseline) -> None:
                 failed = f"`{step}` exited {done.exit_code}"
                 break
         records = [] if failed else rollback_proof(box, baseline)
-    except Unreachable as exc:
+    except (Unreachable, BoxDirty, PreflightError) as exc:  # could not ask, or not prove
         raise BoxDirty(f"rollback could not finish: archive KEPT at {archive}: {exc}") from exc
     finally:
         run.artifacts.write_text(ROLLBACK_LOG, "\n".join(log))

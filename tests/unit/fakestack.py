@@ -135,6 +135,8 @@ class Defects:
     """Members the archive leaves out, e.g. (".env",)."""
     restore_fails: bool = False
     """`stackctl restore ARCHIVE` exits 1 and changes nothing."""
+    restore_noop: bool = False
+    """`stackctl restore ARCHIVE` says it restored, exits 0 and changes nothing."""
     drop_at: int | None = None
     """The Nth command the target sees (1-based, holds included) loses the link."""
     drop_for_good: bool = False
@@ -769,7 +771,8 @@ class FakeStack:
         if self.defects.restore_fails or path not in self.archives:
             return Reply(2, stderr=f"error: restore refused, nothing changed: {path}\n")
         for member, stored in self.archives[path].items():
-            self.files[member] = dataclasses.replace(stored)
+            if not self.defects.restore_noop:
+                self.files[member] = dataclasses.replace(stored)
         return Reply(stdout=f"Restored config.json, .env and secrets/ from {path}\n")
 
     def _ctl_down(self, match: re.Match[str], stdin: str) -> Reply:

@@ -289,6 +289,30 @@ def test_a_drifted_secret_is_put_back_by_the_rollback(
     assert "restore proven" in run.console
 
 
+def test_a_restore_that_does_nothing_names_the_drifted_category_and_is_dirty(
+    wreck: DestructivePhase, contract: Path, tmp_path: Path
+) -> None:
+    wreck.fail = True
+    stack = FakeStack(restore_noop=True)
+    original = DestructivePhase.run
+
+    def blank(self: DestructivePhase, run: Run) -> None:
+        stack.set_env("DASHBOARD_TOKEN", "")
+        original(self, run)
+
+    wreck.run = blank.__get__(wreck)  # type: ignore[method-assign]
+    run = run_gate(stack, contract, tmp_path, wreck=True, safety_backup=True)
+    assert run.code == 4, run.console
+    assert run.verdict("rollback: secrets (env) equal the baseline") == "fail"
+    assert run.verdict("rollback: secrets (files) equal the baseline") == "pass"
+    assert run.record("rollback: secrets (env) equal the baseline")["observed"] == (
+        "env: DASHBOARD_TOKEN"
+    )
+    assert "rollback NOT proven (drifted: env: DASHBOARD_TOKEN)" in run.console
+    assert "archive KEPT at /srv/stack/backups/backup-1.tar.gz" in run.console
+    assert "backups/backup-1.tar.gz" in stack.archives
+
+
 def test_a_failing_rollback_keeps_the_archive_brings_the_stack_up_and_is_dirty(
     wreck: DestructivePhase, contract: Path, tmp_path: Path
 ) -> None:
