@@ -32,7 +32,7 @@ from gate.contract import Check, Config, Increasing
 from gate.expect import Context
 from gate.observe import counter, fetch, read_http, read_in_use, read_probe, read_status
 from gate.probes import STATUS, Http
-from gate.readiness import Observer, wait_until
+from gate.waits import Observer, wait_until
 
 
 class Reads:

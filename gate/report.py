@@ -18,8 +18,8 @@ from rich.table import Table
 from rich.text import Text
 
 from gate.checks import CheckRecord, Verdict
-from gate.readiness import Attempt
 from gate.redact import Redactor
+from gate.waits import Attempt
 
 STYLE = {
     Verdict.PASS: "green",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gate.errors import Unreachable
-from gate.readiness import wait_until
+from gate.waits import wait_until
 
 
 def test_wait_is_satisfied_when_the_signal_arrives() -> None:
