@@ -167,11 +167,14 @@ def _states_or_record(
         return CheckRecord(name, Verdict.FAIL, want, "unreadable", str(exc))
 
 
+SERVICES_RUNNING = "services: every expected service running"
+
+
 def check_services_running(
     reading: Reading[Any], expected: frozenset[str], spec: Services
 ) -> CheckRecord:
     """Every expected service is present and running, by exact name."""
-    name = "services: every expected service running"
+    name = SERVICES_RUNNING
     want = ", ".join(sorted(expected))
     states = _states_or_record(name, reading, want, spec)
     if isinstance(states, CheckRecord):

@@ -13,12 +13,11 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from gate.checks import SERVICES_RUNNING
 from gate.contract import Config, StackContract
 from gate.expect import Context, OneOf
 from gate.matrix import Axis, Matrix, with_value
 from gate.probes import File, at
-
-SERVICES_CHECK = "services: every expected service running"
 
 Expected = Callable[[Config, Mapping[str, str]], Any]
 """A check's expected value for one config, or a NotApplicable/any exception when none."""
@@ -35,7 +34,7 @@ def expectations(contract: StackContract) -> dict[str, Expected]:
     def services(cfg: Config, _facts: Mapping[str, str]) -> Any:
         return sorted(contract.expected_services(cfg))
 
-    found: dict[str, Expected] = {SERVICES_CHECK: services}
+    found: dict[str, Expected] = {SERVICES_RUNNING: services}
     for check in contract.checks:
         probe = contract.probe(check.probe)
 

@@ -115,6 +115,10 @@ class Command:
     env: Mapping[str, str] = field(default_factory=dict)
     applies: Callable[[Mapping[str, Any]], bool] = _always
 
+    def __post_init__(self) -> None:
+        if self.output not in ("json", "text", "lines"):
+            raise ValueError(f"Command probe {self.name}: output must be json, text or lines")
+
 
 @dataclass(frozen=True)
 class Port:

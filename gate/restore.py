@@ -84,7 +84,7 @@ def prove(run: Run, baseline: Baseline) -> list[CheckRecord]:
     if not cfg.usable or cfg.value is None:
         raise cfg.lost if cfg.lost is not None else BoxDirty(cfg.error)
     ready = wait_ready(box, cfg.value, READY_TIMEOUT, run.console.waiting)
-    records = [ready, _config_identical(box, baseline)]
+    records = [ready, config_identical(box, baseline)]
     records.append(check_secrets_kept(baseline.fingerprints, read_fingerprints(box)))
     spec = box.contract.services
     listed = read_probe(box, box.contract.probe(spec.probe), cfg.value)
@@ -104,7 +104,8 @@ def prove(run: Run, baseline: Baseline) -> list[CheckRecord]:
     return records
 
 
-def _config_identical(box: Box, baseline: Baseline) -> CheckRecord:
+def config_identical(box: Box, baseline: Baseline) -> CheckRecord:
+    """The config file's bytes (sha256 on the box) equal the baseline's."""
     sha = config_sha256(box)
     return CheckRecord(
         "config bytes identical",

@@ -28,7 +28,8 @@ from gate.errors import BackupRefused, BoxDirty, PreflightError, Unreachable, Us
 from gate.observe import read_fingerprints, read_json_tool
 from gate.options import Flag
 from gate.phases.base import BACKUP_FLAG, Phase
-from gate.snapshot import Baseline, config_sha256
+from gate.restore import config_identical
+from gate.snapshot import Baseline
 from gate.target import quote
 
 if TYPE_CHECKING:
@@ -216,16 +217,9 @@ def rollback(run: Run, baseline: Baseline) -> None:
 
 def rollback_proof(box: Box, baseline: Baseline) -> list[CheckRecord]:
     """Config bytes, and secret fingerprints per category, equal the baseline's."""
-    sha = config_sha256(box)
-    records = [
-        CheckRecord(
-            "rollback: config bytes equal the baseline",
-            Verdict.PASS if sha == baseline.config_sha256 else Verdict.FAIL,
-            baseline.config_sha256[:16],
-            sha[:16] if sha == baseline.config_sha256 else f"config {sha[:16]}",
-            phase="rollback",
-        )
-    ]
+    config = config_identical(box, baseline)
+    config.name, config.phase = "rollback: config bytes equal the baseline", "rollback"
+    records = [config]
     now = read_fingerprints(box).asked()
     if not now.usable or now.value is None:
         raise BoxDirty(f"rollback: secret fingerprints unreadable: {now.why}")

@@ -144,3 +144,8 @@ def test_a_port_probe_without_handshake_says_so(box: tuple[Box, ScriptedTarget])
     )
     probe = Port("redis-port", lambda cfg: cfg["redis"]["port"], handshake=False)
     assert read_probe(session, probe, CFG).value["listening"] == ["127.0.0.1"]
+
+
+def test_a_command_probe_with_an_unknown_output_is_refused_when_declared() -> None:
+    with pytest.raises(ValueError, match="output must be json, text or lines"):
+        Command("x", "true", output="yaml")
