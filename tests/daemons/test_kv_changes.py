@@ -24,8 +24,15 @@ def secret_digests(box: Box) -> dict[str, str]:
     return out
 
 
-def last_access_line(box: Box) -> str:
-    return (box.path / "logs" / "front-access.log").read_text().splitlines()[-1]
+def last_access_line(box: Box, path: str = "/healthz") -> str:
+    """nginx writes the access line after it sends the response, so the client can read the log
+    first: wait for the request's own line (the earlier health polls hit other paths)."""
+    log = box.path / "logs" / "front-access.log"
+    return wait_for(
+        f"the access line of {path}",
+        lambda: (log.read_text().splitlines() or [""])[-1],
+        lambda line: f"GET {path} " in line or f'"uri":"{path}"' in line,
+    )
 
 
 def apply(box: Box) -> str:
