@@ -34,6 +34,7 @@ __all__ = [
     "Absent",
     "Actions",
     "AtLeast",
+    "AuthGuard",
     "CaFile",
     "Check",
     "Command",
@@ -42,6 +43,7 @@ __all__ = [
     "Context",
     "Equals",
     "Expectation",
+    "Fault",
     "File",
     "Header",
     "Http",
@@ -242,6 +244,65 @@ class Readiness:
             raise ValueError(f"Readiness.headroom must be > 0, not {self.headroom!r}")
 
 
+INJECTIONS = ("stop", "pause", "remove")
+"""How a fault is injected, and healed: stop -> start, pause (SIGSTOP through Actions.kill)
+-> SIGCONT, remove -> up."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One way a service fails, and how the stack must behave while it is down
+    (docs/fault-injection.md). The lifecycle's failover is one of these too.
+
+    Before the fault, the stack is ready and every `armed` check holds (the positive
+    control: the behaviour the fault must switch off is on). After the injection, the
+    status command exits `status_exit` and every `degraded` check holds within `detect_s`,
+    and they keep holding, sampled, for `hold_s`. After the heal the stack is ready and
+    `armed` holds again within `recover_s`."""
+
+    name: str
+    service: str
+    inject: str = "stop"
+    armed: tuple[Check, ...] = ()
+    degraded: tuple[Check, ...] = ()
+    status_exit: int | None = 1
+    """The status command's exit code while degraded; None: not asserted."""
+    detect_s: float = 30.0
+    hold_s: float = 10.0
+    recover_s: float = 60.0
+    applies: Callable[[Config], bool] = _always
+    """Whether this config can have the fault (besides running `service` at all)."""
+
+    def __post_init__(self) -> None:
+        if self.inject not in INJECTIONS:
+            raise ValueError(
+                f"Fault {self.name!r}: inject must be one of {', '.join(INJECTIONS)}, "
+                f"not {self.inject!r}"
+            )
+        if not self.degraded and self.status_exit is None:
+            raise ValueError(
+                f"Fault {self.name!r} asserts nothing while degraded: declare `degraded` "
+                "checks or a `status_exit`"
+            )
+        for field_name in ("detect_s", "hold_s", "recover_s"):
+            if not getattr(self, field_name) > 0:
+                raise ValueError(f"Fault {self.name!r}: {field_name} must be > 0")
+
+
+@dataclass(frozen=True)
+class AuthGuard:
+    """The stack refuses to bring a service up without its secret (docs/auth-fail-closed.md):
+    with env key `secret` blanked on the box, Actions.start for `service` must exit non-zero
+    and `refusal` (a regex) must appear in its output or in the service's logs."""
+
+    secret: str
+    service: str
+    refusal: str
+
+    def __post_init__(self) -> None:
+        re.compile(self.refusal)
+
+
 @dataclass(frozen=True)
 class ConfigFile:
     """The file the user edits and gate renders scenarios into, and its format (a name in
@@ -273,6 +334,12 @@ class StackContract:
     log_lines: int = 200
     readiness: Readiness = field(default_factory=Readiness)
     """What `--readiness` checks besides its built-ins (docs/readiness.md)."""
+    failover: Fault | None = None
+    """The dependency failover `--lifecycle` exercises (a stop, healed by a start)."""
+    faults: tuple[Fault, ...] = ()
+    """What `--fault-injection` injects, one after another."""
+    auth_guard: AuthGuard | None = None
+    """What `--auth-fail-closed` proves: a service refuses to come up without its secret."""
 
     def __post_init__(self) -> None:
         re.compile(self.actions.backup_path)

@@ -37,6 +37,7 @@ from gate.options import Options, load_contract_file
 from gate.phases import Phase, select
 from gate.phases.safety_backup import remove_archive, rollback
 from gate.redact import Redactor
+from gate.repairs import left_open, mend_all, run_steps
 from gate.report import Console
 from gate.restore import restore_and_prove
 from gate.signals import Interrupted, process_guard
@@ -206,6 +207,8 @@ class Engine:
         run = self.run
         assert run.baseline is not None
         archive = run.backup_archive
+        with run.guard.shielded():
+            mend_all(run)  # a fault is healed, a secret file put back: even under --keep
         if self.ctx.opts.keep:
             run.note(
                 "--keep: the box was NOT restored; it stays on the last scenario and is marked "
@@ -246,6 +249,9 @@ class Engine:
             f"baseline of run {baseline.run_id}"
         )
         with run.guard.shielded():
+            for repair in left_open(run.box, str(state.get("run_id", ""))):
+                failures = run_steps(run.box, repair.steps)
+                run.note(f"recover: {repair.what}: {'; '.join(failures) or 'mended'}")
             restore_and_prove(run, baseline)
 
 

@@ -21,6 +21,7 @@ from gate.snapshot import Baseline, Journal
 
 if TYPE_CHECKING:
     from gate.phases.base import Phase
+    from gate.repairs import Repair
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class Run:
         self.backup_archive: str | None = None
         """The verified safety backup's path on the box (--safety-backup), kept for a
         rollback until the run ends."""
+        self.repairs: dict[str, Repair] = {}
+        """What the phases broke and have not mended yet (gate/repairs.py), oldest first."""
         self._box: Box | None = None
         self._journal: Journal | None = None
 
