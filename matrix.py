@@ -7,6 +7,7 @@ nothing of the names below.
 from __future__ import annotations
 
 from gate.contract import (
+    STATUS,
     Actions,
     AtLeast,
     Check,
@@ -14,6 +15,7 @@ from gate.contract import (
     Context,
     Equals,
     Expectation,
+    Fault,
     File,
     Header,
     Http,
@@ -75,6 +77,77 @@ def _api(name: str, expression: str, expect: Expectation, converges: float | Non
 def _env(key: str, value: object) -> Check:
     """A setting apply renders into .env (the derived view; the API and ports show the real)."""
     return Check(f"{key} rendered from config", "env", key, Equals(value))
+
+
+# --- faults (docs/fault-injection.md): what the stack must do while a service is down -------
+# The proxy polls the node and stops admitting workers once the node has been unreachable
+# for longer than its debounce (proxy.debounce_s x stack.time_scale, 10 s by default), and
+# readmits as soon as the node answers; status exits 1 while anything is down.
+
+ADMITTING = _api("proxy admitting workers", "proxy.admitting", Equals(True))
+WORKERS_ONLINE = _api(
+    "workers online >= fact workers", "workers.online", AtLeast(fact("workers", int))
+)
+NOT_ADMITTING = _api("proxy not admitting workers", "proxy.admitting", Equals(False))
+NONE_ONLINE = _api("no worker online", "workers.online", Equals(0))
+FAULT_DETECT_S = 30.0
+"""The debounce (10 s at time_scale 1) plus a few status reads."""
+FAULT_HOLD_S = 3.0
+FAULT_RECOVER_S = 60.0
+
+
+def _node_local(cfg: Config) -> bool:
+    return lookup(cfg, "node.mode") == "local"
+
+
+NODE_STOPPED = Fault(
+    "node stopped",
+    service="node",
+    inject="stop",
+    armed=(ADMITTING, WORKERS_ONLINE),
+    degraded=(NOT_ADMITTING, NONE_ONLINE),
+    status_exit=1,
+    detect_s=FAULT_DETECT_S,
+    hold_s=FAULT_HOLD_S,
+    recover_s=FAULT_RECOVER_S,
+    applies=_node_local,
+)
+NODE_PAUSED = Fault(
+    "node paused",
+    service="node",
+    inject="pause",
+    armed=(ADMITTING, WORKERS_ONLINE),
+    degraded=(
+        NOT_ADMITTING,
+        NONE_ONLINE,
+        Check("node reported not answering", STATUS, "services.node.state", Equals("unhealthy")),
+    ),
+    status_exit=1,
+    detect_s=FAULT_DETECT_S,
+    hold_s=FAULT_HOLD_S,
+    recover_s=FAULT_RECOVER_S,
+    applies=_node_local,
+)
+WORKER_REMOVED = Fault(
+    "worker-2 removed",
+    service="worker-2",
+    inject="remove",
+    armed=(ADMITTING, WORKERS_ONLINE),
+    degraded=(
+        Check(
+            "worker-2 listed as missing", STATUS, '"services"."worker-2".state', Equals("missing")
+        ),
+        _api("proxy still admitting the other workers", "proxy.admitting", Equals(True)),
+    ),
+    status_exit=1,
+    detect_s=FAULT_DETECT_S,
+    hold_s=FAULT_HOLD_S,
+    recover_s=FAULT_RECOVER_S,
+)
+FAULTS = (NODE_STOPPED, NODE_PAUSED, WORKER_REMOVED)
+FAILOVER = NODE_STOPPED
+"""--lifecycle's failover: node stopped -> status 1 -> proxy stops admitting -> node started
+-> readmitted -> status 0."""
 
 
 CONTRACT = StackContract(
@@ -157,6 +230,8 @@ CONTRACT = StackContract(
     readiness=Readiness(
         loopback_ports=("dashboard-port", "node-rpc"), backup_dir="backups", data_paths=("secrets",)
     ),
+    faults=FAULTS,
+    failover=FAILOVER,
 )
 
 

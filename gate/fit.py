@@ -14,6 +14,7 @@ from typing import Any
 from gate.contract import Config, StackContract
 from gate.errors import UsageError
 from gate.expect import Context, unfit
+from gate.faults import declared_faults, lacking_action
 from gate.probes import Command, File, Http, Port, Probe, at
 
 
@@ -28,7 +29,9 @@ def check_declarations(contract: StackContract, source: object) -> None:
             "beyond the status command's own word (declare at least one Check)"
         )
     check_secret_keys(contract, source)
+    check_faults(contract, source)
     used = [c.probe for c in contract.checks] + [c.probe for c in contract.counters]
+    used += [c.probe for f in declared_faults(contract) for c in (*f.armed, *f.degraded)]
     for name in [*used, contract.services.probe]:
         try:
             contract.probe(name)
@@ -38,6 +41,19 @@ def check_declarations(contract: StackContract, source: object) -> None:
                 f"{source}: contract {contract.name!r} uses probe {name!r}, which it does not "
                 f"declare (known: {known})"
             ) from None
+
+
+def check_faults(contract: StackContract, source: object) -> None:
+    """Every declared fault (and the failover) can be injected and healed with the
+    contract's own actions (docs/fault-injection.md)."""
+    for fault in declared_faults(contract):
+        lacking = lacking_action(contract.actions, fault)
+        if lacking:
+            raise UsageError(
+                f"{source}: contract {contract.name!r}: fault {fault.name!r} "
+                f"({fault.inject} {fault.service}) needs {lacking}, which the contract "
+                "does not declare"
+            )
 
 
 def check_secret_keys(contract: StackContract, source: object) -> None:
@@ -77,6 +93,10 @@ def fit_contract(
     parts += [(f"probe {p.name!r}", _probe_fitter(p, cfg)) for p in contract.probes]
     for check in contract.checks:
         parts.append((f"check {check.name!r}", _check_fitter(contract, check, cfg, ctx)))
+    for fault in declared_faults(contract):
+        for check in (*fault.armed, *fault.degraded):
+            what = f"fault {fault.name!r} check {check.name!r}"
+            parts.append((what, _check_fitter(contract, check, cfg, ctx)))
     for what, evaluate in parts:
         try:
             evaluate()

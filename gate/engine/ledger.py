@@ -8,6 +8,7 @@ checked nothing never passes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from gate.checks import CheckRecord, SkipClass, Verdict, worst
 from gate.errors import BoxDirty, ExitCode, GateError
@@ -32,6 +33,8 @@ class Ledger:
     items: list[dict[str, str]] = field(default_factory=list)
     observers: dict[str, list[str]] = field(default_factory=dict)
     """Matrix axis -> the checks whose expectation depends on it (empty: unobserved)."""
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    """Each exercised fault's timings (gate/faults.py FaultTimings), for summary.json."""
     error: BaseException | None = None
     signal: int | None = None
     """The first signal received, even one that arrived after the last command."""

@@ -56,6 +56,7 @@ def write_results(run: Run, exit_code: int) -> None:
         "scenarios": ledger.items,
         "axes_observed_by": ledger.observers,
         "unobserved_axes": [axis for axis, names in ledger.observers.items() if not names],
+        "faults": ledger.faults,
         STARTED: run.started,
         "ended": time.time(),
         "counts": ledger.counts(),

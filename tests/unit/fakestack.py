@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 from gate import boxtool
 from gate.box import Box, Event
-from gate.contract import StackContract
+from gate.contract import Fault, StackContract
 from gate.inventory import HostSpec
 from gate.testing.double import Answer, Held, Lost, Reply, ScriptedTarget
 
@@ -80,7 +80,16 @@ def quick(contract: StackContract, seconds: float = 0.3) -> StackContract:
         dataclasses.replace(c, converges=seconds) if c.converges else c for c in contract.checks
     )
     counters = tuple(dataclasses.replace(c, within=seconds) for c in contract.counters)
-    return dataclasses.replace(contract, checks=checks, counters=counters)
+    faults = tuple(quick_fault(f, seconds) for f in contract.faults)
+    failover = quick_fault(contract.failover, seconds) if contract.failover else None
+    return dataclasses.replace(
+        contract, checks=checks, counters=counters, faults=faults, failover=failover
+    )
+
+
+def quick_fault(fault: Fault, seconds: float) -> Fault:
+    """A fault with its detect, hold and recover windows cut to `seconds`."""
+    return dataclasses.replace(fault, detect_s=seconds, hold_s=seconds, recover_s=seconds)
 
 
 def default_config() -> dict[str, Any]:
@@ -141,6 +150,13 @@ class Defects:
     """The Nth command the target sees (1-based, holds included) loses the link."""
     drop_for_good: bool = False
     """With drop_at: the link cannot be re-established afterwards."""
+    proxy_ignores_node: bool = False
+    """The proxy keeps admitting workers with the node down (its debounce never ends)."""
+    never_thaws: bool = False
+    """A paused (SIGSTOP) service stays frozen after SIGCONT: the stack never recovers."""
+    revive_after_reads: int | None = None
+    """A service `stackctl stop` stopped runs again by itself on the Nth status read after
+    the stop (an autorestart nobody declared): a degraded state that does not hold."""
 
 
 @dataclass
@@ -197,6 +213,8 @@ class FakeStack:
         self._pid = 4000
         self._clock = CLOCK_START
         self._config_copied = False
+        self._stopped_reads: dict[str, int] = {}
+        """Services `stackctl stop` stopped -> status reads since (revive_after_reads)."""
         self._plant(dict(config) if config is not None else default_config())
         self.defects = Defects(**defects)
         self.target.on(re.compile(r"(?s).*"), self._shell)
@@ -606,6 +624,22 @@ class FakeStack:
         program = self.programs.get(name)
         return program if program is not None and program.state == "running" else None
 
+    def admitting(self) -> bool:
+        """The proxy admits workers while it runs and the node answers (or is remote)."""
+        if self._running("proxy") is None:
+            return False
+        remote = self.programs["proxy"].settings.get("node_mode") == "remote"
+        return remote or self.defects.proxy_ignores_node or self._running("node") is not None
+
+    def _revive(self) -> None:
+        """The revive_after_reads defect: a stopped service comes back by itself."""
+        for name in list(self._stopped_reads):
+            self._stopped_reads[name] += 1
+            if self._stopped_reads[name] >= (self.defects.revive_after_reads or 0):
+                del self._stopped_reads[name]
+                if name in self.programs and not self._running(name):
+                    self.programs[name] = self._spawn(name, self.programs[name].settings)
+
     def api_state(self) -> dict[str, Any]:
         """/api/state as the running dashboard gathers it from the running services."""
         dashboard = self.programs["dashboard"].settings
@@ -623,8 +657,8 @@ class FakeStack:
                 "compact": node.settings["compact"] if node else None,
             },
             "pool": {"tier": pool.settings["tier"] if pool else None, "ready": pool is not None},
-            "proxy": {"admitting": proxy is not None},
-            "workers": {"online": workers if proxy else 0},
+            "proxy": {"admitting": self.admitting()},
+            "workers": {"online": workers if self.admitting() else 0},
             "shares": {"total": self.shares},
             "cache": {
                 "enabled": bool(dashboard["cache_url"]),
@@ -643,6 +677,7 @@ class FakeStack:
 
     def status_doc(self) -> tuple[int, dict[str, Any]]:
         """What `stackctl status --json` reports, and its exit code (stacklib/status.py)."""
+        self._revive()
         try:
             cfg = stackconfig.validate(json.loads(self.files["config.json"].text))
         except (ValueError, stackconfig.ConfigError) as exc:
@@ -664,7 +699,7 @@ class FakeStack:
         ]
         node = self._running("node") is not None or cfg["node"]["mode"] == "remote"
         reasons += [] if node else ["node unreachable: connection refused"]
-        reasons += [] if self._running("proxy") else ["proxy not admitting workers"]
+        reasons += [] if self.admitting() else ["proxy not admitting workers"]
         if cfg["dashboard"]["strict"] and not self._running("pool"):
             reasons.append("pool not ready (dashboard.strict)")
         doc = {
@@ -688,6 +723,8 @@ class FakeStack:
         }
         if program.state == "exited":
             entry.update(detail="exited", exitstatus=program.exitstatus)
+        if program.state == "paused":
+            entry.update(state="unhealthy", detail="not answering: timed out")
         return entry
 
     # --- stackctl -------------------------------------------------------------------------
@@ -775,6 +812,55 @@ class FakeStack:
                 self.files[member] = dataclasses.replace(stored)
         return Reply(stdout=f"Restored config.json, .env and secrets/ from {path}\n")
 
+    def _known(self, name: str) -> Reply | None:
+        """stackctl's own refusal of a service the config does not run (exit 2)."""
+        if name in stackconfig.expected_services(stackconfig.validate(self.config)):
+            return None
+        return Reply(2, stderr=f"error: no such service: {name}\n")
+
+    def _ctl_stop(self, match: re.Match[str], stdin: str) -> Reply:
+        name = match["service"]
+        if refused := self._known(name):
+            return refused
+        if name in self.programs:
+            self.stop(name)
+            if self.defects.revive_after_reads is not None:
+                self._stopped_reads[name] = 0
+        return Reply(stdout=f"Stopped: {name}\n")
+
+    def _ctl_start(self, match: re.Match[str], stdin: str) -> Reply:
+        name = match["service"]
+        if refused := self._known(name):
+            return refused
+        if name not in self.programs:
+            return Reply(1, stderr=f"error: {name} was removed: run stackctl up\n")
+        if self.programs[name].state == "exited":
+            self.programs[name] = self._spawn(name, self.programs[name].settings)
+        return Reply(stdout=f"Started: {name}\n")
+
+    def _ctl_kill(self, match: re.Match[str], stdin: str) -> Reply:
+        """STOP freezes (status: unhealthy), CONT thaws, anything else ends the process."""
+        name, sig = match["service"], match["signal"].upper().removeprefix("SIG")
+        if refused := self._known(name):
+            return refused
+        program = self.programs.get(name)
+        if program is None or program.state == "exited":
+            return Reply(1, stderr=f"error: Fault: NOT_RUNNING: {name}\n")
+        if sig == "STOP":
+            program.state = "paused"
+        elif sig == "CONT":
+            program.state = "paused" if self.defects.never_thaws else "running"
+        else:
+            self.stop(name)
+        return Reply(stdout=f"Sent SIG{sig} to {name}\n")
+
+    def _ctl_rm(self, match: re.Match[str], stdin: str) -> Reply:
+        name = match["service"]
+        if refused := self._known(name):
+            return refused
+        self.programs.pop(name, None)
+        return Reply(stdout=f"Removed: {name}\n")
+
     def _ctl_down(self, match: re.Match[str], stdin: str) -> Reply:
         for program in self.programs.values():
             program.state, program.pid, program.exitstatus = "exited", None, 0
@@ -783,8 +869,12 @@ class FakeStack:
     def _ctl_up(self, match: re.Match[str], stdin: str) -> Reply:
         """Every expected service from the last applied settings (no render)."""
         for name, program in self.programs.items():
-            if program.state != "running":
+            if program.state == "exited":  # a frozen one is RUNNING to supervisord
                 self.programs[name] = self._spawn(name, program.settings)
+        wanted = self._programs(stackconfig.validate(self.config))
+        for name in wanted:  # a removed program comes back from the applied settings
+            if name not in self.programs:
+                self.programs[name] = self._spawn(name, wanted[name])
         return Reply(stdout="Started\n")
 
     # --- apply ----------------------------------------------------------------------------
@@ -840,7 +930,9 @@ class FakeStack:
         ]
         created = [n for n in wanted if n not in self.programs]
         removed = sorted(n for n in self.programs if n not in wanted)
-        stopped = [n for n in wanted if n not in changed + created and not self._running(n)]
+        stopped = [
+            n for n in wanted if n not in changed + created and self.programs[n].state == "exited"
+        ]
         for name in removed:
             del self.programs[name]
         if self.defects.recreate_all_on_change and (changed or created or removed):
@@ -923,6 +1015,10 @@ STACKCTL: tuple[tuple[re.Pattern[str], Handler], ...] = tuple(
         (r"backup", FakeStack._ctl_backup),
         (r"restore (?P<archive>\S+)", FakeStack._ctl_restore),
         (r"down", FakeStack._ctl_down),
+        (r"stop (?P<service>\S+)", FakeStack._ctl_stop),
+        (r"start (?P<service>\S+)", FakeStack._ctl_start),
+        (r"kill -s (?P<signal>\S+) (?P<service>\S+)", FakeStack._ctl_kill),
+        (r"rm (?P<service>\S+)", FakeStack._ctl_rm),
         (r"up", FakeStack._ctl_up),
     )
 )

@@ -228,7 +228,8 @@ def test_the_gate_script_takes_the_same_flags_and_exits_2_on_a_bad_one(
     assert listed.returncode == 0, listed.stderr
     assert (
         "phases (in run order): check (--check), readiness (--readiness), "
-        "safety_backup (--safety-backup, mutates), matrix (default, mutates)" in listed.stdout
+        "safety_backup (--safety-backup, mutates), fault_injection (--fault-injection, "
+        "destructive), matrix (default, mutates)" in listed.stdout
     )
     assert list(box_dir.iterdir()) == []
 
