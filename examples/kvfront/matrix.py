@@ -23,6 +23,7 @@ from gate.contract import (
     Config,
     Context,
     Equals,
+    Fault,
     File,
     Header,
     Http,
@@ -123,6 +124,48 @@ def listen_directive(ctx: Context) -> str:
     return rf"^listen 127\.0\.0\.1:{port}{' ssl' if lookup(ctx.config, 'front.tls') else ''};$"
 
 
+# --- faults (docs/fault-injection.md): redis down behind webdis and the front ------------------
+# `kvctl front-get PATH` prints what a client of the front gets (the code, a 503 included);
+# the front itself keeps answering /healthz while the API behind it fails.
+
+FRONT_API = Command("front-api", "{control} front-get /api/PING", output="json")
+API_ANSWERS = Check("the API answers 200 through the front", "front-api", "code", Equals(200))
+API_PONG = Check("redis answers PONG through the front", "front-api", "body.PING",
+                 Equals([True, "PONG"]))  # fmt: skip
+FRONT_UP = Check("the front itself still answers", "healthz", "status", Equals("ok"))
+REDIS_STATE = "services[?name=='redis'].state | [0]"
+REDIS_STOPPED = Fault(
+    "redis stopped",
+    service="redis",
+    inject="stop",
+    armed=(API_ANSWERS, API_PONG),
+    degraded=(
+        Check("the API fails with 503 through the front", "front-api", "code", Equals(503)),
+        FRONT_UP,
+        Check("redis listed as exited", "status", REDIS_STATE, Equals("exited")),
+    ),
+    status_exit=1,
+    detect_s=15.0,
+    hold_s=3.0,
+    recover_s=30.0,
+)
+REDIS_PAUSED = Fault(
+    "redis paused",
+    service="redis",
+    inject="pause",
+    armed=(API_ANSWERS, API_PONG),
+    degraded=(
+        Check("the API times out through the front", "front-api", "error", Matches("timed out")),
+        FRONT_UP,
+        Check("redis listed as not answering", "status", REDIS_STATE, Equals("unhealthy")),
+    ),
+    status_exit=1,
+    detect_s=15.0,
+    hold_s=3.0,
+    recover_s=30.0,
+)
+
+
 FIRST_ACCESS_LINE = "[?starts_with(@, 'access_log ')] | [0]"
 LISTEN_LINE = "[?starts_with(@, 'listen ')] | [0]"
 
@@ -186,6 +229,7 @@ CONTRACT = StackContract(
         # Where the daemons are really bound (the kernel's listeners, whatever a file says),
         # and whether the front speaks TLS. A TLS hello to plaintext redis would wait out
         # the probe's whole handshake timeout: no handshake there.
+        FRONT_API,
         Port("front-port", port=lambda cfg: int(lookup(cfg, "front.port"))),
         Port("api-port", port=lambda cfg: int(lookup(cfg, "api.port"))),
         Port("redis-port", port=lambda cfg: int(lookup(cfg, "redis.port")), handshake=False),
@@ -336,6 +380,8 @@ CONTRACT = StackContract(
             ("access.log", "logs access -n 50"),
         ),
     ),
+    faults=(REDIS_STOPPED, REDIS_PAUSED),
+    failover=REDIS_STOPPED,
 )
 
 

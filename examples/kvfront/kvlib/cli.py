@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 
-from kvlib import SERVICES, VERSION, apply, backup, daemons, state, status, sweep
+from kvlib import SERVICES, VERSION, apply, backup, daemons, secrets, state, status, sweep
 from kvlib.config import ConfigError
 from kvlib.secrets import read_env
 from kvlib.supd import Supervisor, SupervisorDown
@@ -107,6 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("service")
     logs.add_argument("-n", type=int, default=50)
     cmd("version", cmd_version, "versions of kvfront and its daemons")
+    cmd(
+        "front-get", cmd_front_get, "GET a path through the front; its answer as JSON"
+    ).add_argument("path")
     cli = cmd("redis-cli", cmd_redis_cli, "redis-cli on this box's redis (password via env)")
     cli.add_argument("--replica", action="store_true", help="talk to the replica")
     cli.add_argument("args", nargs=argparse.REMAINDER)
@@ -276,6 +279,20 @@ def cmd_version(box: Path, args: argparse.Namespace) -> int:
     print(f"kvfront {VERSION}")
     for name, version in daemons.versions().items():
         print(f"{name} {version}")
+    return 0
+
+
+def cmd_front_get(box: Path, args: argparse.Namespace) -> int:
+    """GET PATH through the front (TLS verified against the box's own certificate) and print
+    {"code", "body", "error"} as JSON: the answer itself, a 503 included (status's word
+    `degraded` is derived; this is what a client of the front gets). Exit 0 once asked."""
+    if not args.path.startswith("/"):
+        raise Usage(f"{args.path}: a path starts with /")
+    st = _applied(box)
+    cafile = str(box / "secrets" / secrets.CERT) if st["tls"] else None
+    code, body = status.get(state.front_url(st) + args.path, cafile)
+    answer = {"code": code, "body": body if code else {}, "error": "" if code else body}
+    print(json.dumps(answer, sort_keys=True))
     return 0
 
 

@@ -112,7 +112,7 @@ def _probe_replica(st: dict[str, Any], password: str) -> tuple[str | None, list[
 
 
 def _probe_api(st: dict[str, Any], password: str) -> tuple[str | None, list[str]]:
-    code, body = _get(f"http://127.0.0.1:{st['ports']['api']}/PING")
+    code, body = get(f"http://127.0.0.1:{st['ports']['api']}/PING")
     if code is None:
         return f"no answer: {body}", []
     if code != 200 or body.get("PING") != [True, "PONG"]:
@@ -122,12 +122,12 @@ def _probe_api(st: dict[str, Any], password: str) -> tuple[str | None, list[str]
 
 def _probe_front(st: dict[str, Any], password: str) -> tuple[str | None, list[str]]:
     base, cafile = state.front_url(st), st["cafile"] if st["tls"] else None
-    code, body = _get(f"{base}/healthz", cafile)
+    code, body = get(f"{base}/healthz", cafile)
     if code is None:
         return f"no answer: {body}", []
     if code != 200 or body.get("status") != "ok":
         return f"/healthz answered HTTP {code}", []
-    code, body = _get(f"{base}/api/PING", cafile)
+    code, body = get(f"{base}/api/PING", cafile)
     if code is None:
         return None, [f"front: /api/PING through the front got no answer: {body}"]
     if code != 200 or body.get("PING") != [True, "PONG"]:
@@ -143,7 +143,7 @@ PROBES = {
 }
 
 
-def _get(url: str, cafile: str | None = None) -> tuple[int | None, Any]:
+def get(url: str, cafile: str | None = None) -> tuple[int | None, Any]:
     """(HTTP code, JSON body or {}) or (None, why) when nothing answered in time.
 
     HTTPS is verified against the box's own certificate (secrets/front.crt).

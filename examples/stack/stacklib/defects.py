@@ -12,6 +12,8 @@ KNOWN = (
     "fail_apply_on_tier",
     "rewrite_config_on_apply",
     "leak_token_to_log",
+    "proxy_ignores_node",
+    "node_wedges_after_freeze",
 )
 
 

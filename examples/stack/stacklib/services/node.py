@@ -23,6 +23,8 @@ GENESIS_TARGET = 120
 COLD_SYNC_S = 20.0
 WARM_VERIFY_S = 2.0
 BLOCK_S = 10.0
+FREEZE_GAP_S = 2.0
+"""A main-loop pass this late means the process was frozen (SIGSTOP) in between."""
 
 
 class Chain:
@@ -104,6 +106,14 @@ def save(data: Path, chain: Chain) -> None:
     os.replace(tmp, data / "chain.json")
 
 
+def _wedges(rt: Runtime) -> bool:
+    """The `node_wedges_after_freeze` defect switch (opt-in, for gate's own tests): after a
+    SIGSTOP/SIGCONT the node never answers /info again (a stack that never recovers)."""
+    from stacklib.defects import load
+
+    return bool(load(rt.box).get("node_wedges_after_freeze"))
+
+
 def _fmt(rt: Runtime) -> str:
     return "compact" if rt.settings["compact"] else "full"
 
@@ -113,8 +123,11 @@ def main() -> None:
     data = Path(rt.settings["data_dir"])
     chain = Chain(rt, open_data_dir(data, _fmt(rt)))
     password = rt.env.get("NODE_RPC_PASSWORD", "")
+    wedged = threading.Event()
 
     def info(req: JsonHandler) -> tuple[int, Any]:
+        if wedged.is_set():  # the defect: a lock never released after the thaw
+            threading.Event().wait()
         header = req.headers.get("Authorization")
         if header is not None and not bearer_ok(header, password):
             return 401, {"error": "bad credentials"}
@@ -125,9 +138,16 @@ def main() -> None:
     kind = "cold start: syncing" if chain.cold else "warm start: verifying data dir"
     log("node", f"listening on {rt.settings['bind']}:{rt.settings['port']} ({_fmt(rt)}); {kind}")
     announced = False
+    wedges = _wedges(rt)
+    last = time.monotonic()
     try:
         while True:
             time.sleep(0.5)
+            now = time.monotonic()
+            frozen, last = now - last > FREEZE_GAP_S, now
+            if wedges and frozen and not wedged.is_set():
+                log("node", "thawed after a freeze: wedged (defect node_wedges_after_freeze)")
+                wedged.set()
             if chain.synchronized() and not announced:
                 log("node", f"synchronized at height {chain.height()}")
                 announced = True

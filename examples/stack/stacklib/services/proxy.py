@@ -36,13 +36,14 @@ class Admission:
         self.shares = 0
         self.seen: dict[str, float] = {}
         self.lock = threading.Lock()
+        self.ignores_node = _switch(rt, "proxy_ignores_node")
 
     def node_seen(self, ok: bool) -> None:
         now = time.monotonic()
         self.node_reachable = ok
         if ok:
             self.last_ok = now
-        admitting = ok or now - self.last_ok <= self.debounce
+        admitting = ok or now - self.last_ok <= self.debounce or self.ignores_node
         if admitting != self.admitting:
             log(
                 "proxy",
@@ -80,7 +81,7 @@ def main() -> None:
     if not token:
         log("proxy", "refusing to start an unauthenticated proxy control API")
         sys.exit(1)
-    if rt.box.joinpath("defects.json").exists() and _leak(rt):
+    if _switch(rt, "leak_token_to_log"):
         log("proxy", f"debug: auth token is {token}")
     adm = Admission(rt)
 
@@ -106,11 +107,14 @@ def main() -> None:
         time.sleep(max(0.25, min(0.5, rt.scaled(1.0))))
 
 
-def _leak(rt: Runtime) -> bool:
-    """The `leak_token_to_log` defect switch (opt-in, for gate's own tests)."""
+def _switch(rt: Runtime, name: str) -> bool:
+    """A defect switch (opt-in, for gate's own tests): `leak_token_to_log`, or
+    `proxy_ignores_node` (keeps admitting with the node down, whatever the debounce)."""
+    if not rt.box.joinpath("defects.json").exists():
+        return False
     from stacklib.defects import load
 
-    return bool(load(rt.box).get("leak_token_to_log"))
+    return bool(load(rt.box).get(name))
 
 
 if __name__ == "__main__":
