@@ -6,6 +6,8 @@
     ├── PreflightError      (2)    the box lacks the stack dir, control command or a tool
     ├── BackupRefused       (2)    --safety-backup's archive is not verified: the destructive
     │                              phases are refused (the box is restored as ever)
+    ├── NotRecovered               a healed fault left the stack broken: no later phase runs
+    │                              on it (the box is restored as ever)
     ├── Unreachable         (3)    could not ask: connection lost, timeout, rc 255
     │   └── LockLost        (3)    the box lock could not be re-proven after a reconnect;
     │                              nothing more is sent (4 if the box was left dirty)
@@ -60,6 +62,11 @@ class BackupRefused(GateError):
     """The safety backup could not be verified: no destructive phase may run."""
 
     exit_code = ExitCode.USAGE
+
+
+class NotRecovered(GateError):
+    """A fault was healed and the stack did not recover: later phases would only wait out
+    their deadlines on a broken stack (exit 1; the engine restores as ever)."""
 
 
 class Unreachable(GateError):

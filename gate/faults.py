@@ -306,8 +306,9 @@ class Exercise:
         took = time.monotonic() - since
         if last.holds:
             self.timings.hold_s = round(last.at, 3)
-            verdict, why = Verdict.PASS, (
-                f"{len(samples)} samples over {last.at:.1f}s all held; last: {last.describe()}"
+            verdict, why = (
+                Verdict.PASS,
+                (f"{len(samples)} samples over {last.at:.1f}s all held; last: {last.describe()}"),
             )
         elif last.lost is not None:
             verdict, why = Verdict.INCONCLUSIVE, f"sample {len(samples)}: {last.describe()}"

@@ -5,8 +5,9 @@ plan: a contract without faults is a usage error naming `StackContract.faults`; 
 whose service the box's config does not run, or whose `applies` says this config cannot
 have it, is a by-design skip (never a pass). run: each remaining fault on the box's own
 config (the phase runs before the matrix), armed -> injected -> degraded -> held -> healed
--> recovered. A fault the stack did not recover from stops the phase: the next one could
-not be armed on a broken stack, and says so as a missing-class skip.
+-> recovered. A fault the stack did not recover from stops the run (NotRecovered, exit 1,
+then the engine's restore): the later faults are missing-class skips, and no later phase
+waits out its deadlines on a broken stack.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from gate.checks import CheckRecord, SkipClass, Verdict
 from gate.contract import Fault
-from gate.errors import UsageError
+from gate.errors import NotRecovered, UsageError
 from gate.faults import exercise
 from gate.options import Flag
 from gate.phases.base import Phase
@@ -67,7 +68,10 @@ class FaultInjectionPhase(Phase):
                 for later in self._runnable[index + 1 :]:
                     why = f"not run: the stack did not recover from {fault.name!r}"
                     run.add(skip(later, why, SkipClass.MISSING))
-                return
+                raise NotRecovered(
+                    f"--fault-injection: the stack did not recover from {fault.name!r} after "
+                    "the heal: no later phase runs on it"
+                )
 
 
 def skipped(fault: Fault, expected: frozenset[str], run: Run) -> str:
