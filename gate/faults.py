@@ -282,7 +282,7 @@ class Exercise:
             why = f"degraded {took:.1f}s after the injection ({count} samples): {seen}"
         else:
             broke = last.broken() if last and last.lost is None else seen
-            why = f"not degraded within {fault.detect_s:g}s ({count} samples); last: {broke}"
+            why = f"not degraded within {fault.detect_s:g}s ({count} samples); {broke}"
         self.add(f"degraded within {fault.detect_s:g}s", verdict, want, seen, why, waited)
         return verdict is Verdict.PASS
 
