@@ -28,6 +28,7 @@ from harness import (
     config_and_secret_hashes,
     run_gate,
     start_gate,
+    wait_for,
     wait_for_event,
 )
 from kvfront_box import CONTRACT as KV_CONTRACT
@@ -190,6 +191,45 @@ def test_a_sigint_in_the_middle_of_a_fault_heals_it_and_restores_the_box(
     assert "restore proven" in run.output
     assert_back(box, hashes)
     assert json.loads((box.path / ".gate" / "state.json").read_text())["state"] == "clean"
+
+
+def journal(box: Box) -> list[dict[str, Any]]:
+    path = box.path / ".gate" / "journal.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_a_runner_killed_in_the_middle_of_a_fault_leaves_it_for_recover_to_heal(
+    make_stack_box: Callable[..., Box],
+    tmp_path: Path,
+    short_lock_grace: None,  # the dead run's lock lapses 1 s after its end
+) -> None:
+    """SIGKILL (what a lost link looks like from the box): the node stays stopped, the
+    on-box journal holds the open repair, and `--recover` heals it, then restores."""
+    box = make_stack_box()
+    hashes = config_and_secret_hashes(box)
+    local = ["--local", "--dir", str(box.path)]
+    out = tmp_path / "killed"
+    proc = start_gate(*local, "--fault-injection", "--no-backup", *SAMPLE, out=out)
+    try:
+        wait_for_event(out, "stackctl stop node")
+        proc.kill()
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    opened = [e for e in journal(box) if e["event"] == "repair-open"]
+    assert [(e["run_id"], e["what"]) for e in opened] == [(run_dir.name, "node stopped: heal node")]
+    lapsed = lambda: any(e["event"] == "lock-lapsed" for e in journal(box))  # noqa: E731
+    wait_for("the killed run's lock lapsed", lapsed, bool, timeout=60)
+    assert box.status()[1]["services"]["node"]["state"] == "exited"
+
+    recovered = run_gate(*local, "--recover", out=tmp_path / "recovered")
+    assert recovered.code == 0, recovered.output
+    assert "recover: node stopped: heal node: mended" in recovered.output
+    assert "restore proven" in recovered.output
+    assert_back(box, hashes)
 
 
 # --- kvfront --------------------------------------------------------------------------------
