@@ -240,7 +240,8 @@ class Exercise:
         ready = wait_ready(self.run.box, self.run.config, self.fault.recover_s)
         want = self.expected(self.armed, 0)
         if ready.verdict is not Verdict.PASS:
-            self.add("armed", ready.verdict, want, ready.observed, ready.evidence, ready.duration)
+            why = f"not ready, fault NOT injected: {ready.evidence}"
+            self.add("armed", ready.verdict, want, ready.observed, why, ready.duration)
             return False
         left = max(0.1, self.fault.recover_s - (time.monotonic() - began))
         last, _, _ = poll(self.run, "armed", self.armed, 0, left)

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,10 @@ from fakestack import FakeStack, default_config
 from test_engine import Outcome, contract_file, gate
 
 from gate.box import Kind
+from gate.engine.run import Run
+from gate.faults import exercise
+from gate.options import Flag
+from gate.phases import Phase, register, unregister
 from gate.testing.double import Answer, Lost
 
 SCENARIO = ["local-defaults"]
@@ -233,6 +238,43 @@ def test_a_link_lost_in_the_middle_of_a_fault_leaves_it_open_for_recover(
     assert "restore proven" in recovered.console
 
 
+class FailoverPhase(Phase):
+    """What --lifecycle does with the failover: exercise() under its own phase name."""
+
+    name = "failover_probe"
+    mutates = True
+    flag = Flag("failover_probe", "exercise the contract's failover (tests)")
+
+    def run(self, run: Run) -> None:
+        failover = run.box.contract.failover
+        assert failover is not None
+        exercise(run, failover, "lifecycle")
+
+
+@pytest.fixture
+def failover_phase() -> Iterator[FailoverPhase]:
+    phase = FailoverPhase()
+    register(phase)
+    yield phase
+    unregister(phase.name)
+
+
+def test_exercise_is_phase_agnostic_the_failover_runs_under_the_callers_phase(
+    failover_phase: FailoverPhase, tmp_path: Path
+) -> None:
+    stack = FakeStack()
+    contract = contract_file(tmp_path)
+    run = gate(stack, contract, tmp_path, failover_probe=True, scenario=SCENARIO)
+    assert run.code == 0, run.console
+    steps = records(run, "node stopped")
+    assert {s: steps[s]["phase"] for s in STEPS} == dict.fromkeys(STEPS, "lifecycle")
+    assert [(f["phase"], f["fault"]) for f in run.summary["faults"]] == [
+        ("lifecycle", "node stopped")
+    ]
+    opened = [c.stdin for c in stack.target.calls if '"event": "repair-open"' in c.stdin]
+    assert len(opened) == 1 and '"key": "lifecycle:node stopped"' in opened[0], opened
+
+
 # --- refused before anything is touched ---------------------------------------------------
 
 NO_FAULTS = "import dataclasses\nCONTRACT = dataclasses.replace(CONTRACT, faults=())\n"
@@ -240,6 +282,12 @@ NO_KILL = (
     "import dataclasses\n"
     "CONTRACT = dataclasses.replace(\n"
     "    CONTRACT, actions=dataclasses.replace(CONTRACT.actions, kill=None)\n"
+    ")\n"
+)
+KILL_WITHOUT_SIGNAL = (
+    "import dataclasses\n"
+    "CONTRACT = dataclasses.replace(\n"
+    "    CONTRACT, actions=dataclasses.replace(CONTRACT.actions, kill='kill {service}')\n"
     ")\n"
 )
 UNDECLARED_PROBE = (
@@ -262,7 +310,8 @@ def test_a_contract_without_faults_is_a_usage_error_naming_the_field(tmp_path: P
 @pytest.mark.parametrize(
     ("extra", "said"),
     [
-        (NO_KILL, "fault 'node paused' (pause node) needs Actions.kill"),
+        (NO_KILL, "fault 'node paused' (pause node) needs Actions.kill, which"),
+        (KILL_WITHOUT_SIGNAL, "fault 'node paused' (pause node) needs Actions.kill with {signal}"),
         (UNDECLARED_PROBE, "uses probe 'no-such-probe', which it does not declare"),
     ],
 )
