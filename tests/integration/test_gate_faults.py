@@ -219,6 +219,10 @@ def journal(box: Box) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def lapsed(events: list[dict[str, Any]]) -> bool:
+    return any(e["event"] == "lock-lapsed" for e in events)
+
+
 def test_a_runner_killed_in_the_middle_of_a_fault_leaves_it_for_recover_to_heal(
     make_stack_box: Callable[..., Box],
     tmp_path: Path,
@@ -242,8 +246,7 @@ def test_a_runner_killed_in_the_middle_of_a_fault_leaves_it_for_recover_to_heal(
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
     opened = [e for e in journal(box) if e["event"] == "repair-open"]
     assert [(e["run_id"], e["what"]) for e in opened] == [(run_dir.name, "node stopped: heal node")]
-    events = lambda: [e["event"] for e in journal(box)]  # noqa: E731
-    wait_for("the killed run's lock lapsed", events, lambda e: "lock-lapsed" in e, timeout=60)
+    wait_for("the killed run's lock lapsed", lambda: journal(box), lapsed, timeout=60)
     assert box.status()[1]["services"]["node"]["state"] == "exited"
 
     recovered = run_gate(*local, "--recover", out=tmp_path / "recovered")
