@@ -23,6 +23,7 @@ def list_plan(opts: Options, stream: TextIO) -> int:
     lines = [f"stack: {contract.name} ({opts.matrix_file})"]
     lines.append("phases (in run order): " + ", ".join(_phase(p) for p in registered()))
     lines += ["check battery:", *battery_lines(contract)]
+    lines += fault_lines(contract)
     if stack.matrix is not None:
         matrix = validate_matrix(stack.matrix)
         lines += describe(matrix, opts.facts)
@@ -52,6 +53,22 @@ def battery_lines(contract: StackContract) -> list[str]:
         if isinstance(p, Http) and p.auth is not None
     ]
     lines += [f"  secrets: {u.secret} in use in {u.file}" for u in contract.secrets.in_use]
+    return lines
+
+
+def fault_lines(contract: StackContract) -> list[str]:
+    """What --fault-injection would inject, and what each fault must show."""
+    if not contract.faults:
+        return []
+    lines = ["faults (--fault-injection, in order):"]
+    for fault in contract.faults:
+        shows = [] if fault.status_exit is None else [f"status exit {fault.status_exit}"]
+        shows += [f"{c.probe}: {c.name}" for c in fault.degraded]
+        lines.append(
+            f"  {fault.name}: {fault.inject} {fault.service} -> {', '.join(shows)}  "
+            f"[within {fault.detect_s:g}s, held {fault.hold_s:g}s, "
+            f"recovered within {fault.recover_s:g}s]"
+        )
     return lines
 
 

@@ -10,6 +10,7 @@ lost link in the middle of a fault, the latter healed by `--recover`.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -23,12 +24,14 @@ from fakestack import FakeStack, default_config
 from test_engine import Outcome, contract_file, gate
 
 from gate.box import Kind
+from gate.cli.listing import list_plan
 from gate.engine.run import Run
 from gate.faults import exercise
-from gate.options import Flag
+from gate.options import Flag, Options
 from gate.phases import Phase, register, unregister
 from gate.testing.double import Answer, Lost
 
+REPO = Path(__file__).resolve().parents[2]
 SCENARIO = ["local-defaults"]
 FAULTS = ("node stopped", "node paused", "worker-2 removed")
 STEPS = ("armed", "degraded within 0.3s", "held 0.3s", "recovered within 0.3s")
@@ -323,3 +326,15 @@ def test_a_fault_the_contract_cannot_inject_or_judge_is_refused_at_load(
     assert run.code == 2, run.console
     assert said in run.console, run.console
     assert stack.target.calls == [], "the box was touched"
+
+
+def test_list_shows_each_fault_and_what_it_must_show() -> None:
+    stream = io.StringIO()
+    assert list_plan(Options(matrix_file=REPO / "matrix.py"), stream) == 0
+    lines = stream.getvalue().splitlines()
+    start = lines.index("faults (--fault-injection, in order):")
+    assert [ln.split(":")[0].strip() for ln in lines[start + 1 : start + 4]] == list(FAULTS)
+    assert lines[start + 1].startswith(
+        "  node stopped: stop node -> status exit 1, api: proxy not admitting workers"
+    ), lines[start + 1]
+    assert "[within 30s, held 3s, recovered within 60s]" in lines[start + 1]
