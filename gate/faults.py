@@ -245,12 +245,34 @@ class Exercise:
             return False
         left = max(0.1, self.fault.recover_s - (time.monotonic() - began))
         last, _, _ = poll(self.run, "armed", self.armed, 0, left)
-        took = time.monotonic() - began
         verdict = verdict_of(last)
         seen = last.describe() if last else "nothing read"
         why = seen if verdict is Verdict.PASS else f"not armed, fault NOT injected: {seen}"
-        self.add("armed", verdict, want, seen, why, took)
+        if verdict is Verdict.PASS and (vacuous := self.degraded_already()):
+            verdict, why = Verdict.FAIL, vacuous
+        self.add("armed", verdict, want, seen, why, time.monotonic() - began)
         return verdict is Verdict.PASS
+
+    def degraded_already(self) -> str:
+        """Why detecting the degraded state would prove nothing ("" when it would not): the
+        config leaves nothing to assert, or it already holds on the healthy stack."""
+        fault = self.fault
+        if not self.degraded and fault.status_exit is None:
+            return (
+                "under this config no degraded check applies and no status exit is set: "
+                "the fault would assert nothing; NOT injected"
+            )
+        if fault.status_exit not in (None, 0):
+            return ""  # ready means status 0: the degraded state cannot hold yet
+        before = take(self.run, self.degraded, fault.status_exit, time.monotonic())
+        if before.lost is not None:
+            raise before.lost
+        if before.holds:
+            return (
+                "the degraded state already holds before the fault, so seeing it proves "
+                f"nothing; NOT injected: {before.describe()}"
+            )
+        return ""
 
     # 2-3. open the repair, then inject -----------------------------------------------------
     def inject(self) -> tuple[bool, float]:

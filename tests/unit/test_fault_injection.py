@@ -118,6 +118,30 @@ def test_not_armed_is_a_failure_and_nothing_is_injected(tmp_path: Path) -> None:
     assert journaled(stack, "repair-open") == []
 
 
+ALREADY_DEGRADED = (
+    "import dataclasses\n"
+    "from gate.contract import Check, Equals\n"
+    "STILL = Check('proxy admitting', 'api', 'proxy.admitting', Equals(True))\n"
+    "F = dataclasses.replace(CONTRACT.faults[0], degraded=(STILL,), status_exit=None)\n"
+    "CONTRACT = dataclasses.replace(CONTRACT, faults=(F,))\n"
+)
+
+
+def test_a_degraded_state_that_already_holds_when_healthy_is_refused_before_injection(
+    tmp_path: Path,
+) -> None:
+    """No status exit, and a degraded check the healthy stack already passes: seeing it
+    after the fault would prove nothing, so the fault is not injected."""
+    stack = FakeStack()
+    run = run_faults(stack, tmp_path, ALREADY_DEGRADED)
+    assert run.code == 1, run.console
+    armed = records(run, "node stopped")["armed"]
+    assert armed["verdict"] == "fail", armed
+    assert armed["evidence"].startswith("the degraded state already holds before the fault")
+    assert "proxy.admitting = true" in armed["evidence"]
+    assert not any(verb in c for c in stack.target.commands for verb in INJECTIONS)
+
+
 def test_a_proxy_that_keeps_admitting_with_the_node_down_is_not_degraded(tmp_path: Path) -> None:
     stack = FakeStack(proxy_ignores_node=True)
     run = run_faults(stack, tmp_path)
