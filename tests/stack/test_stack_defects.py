@@ -4,10 +4,12 @@ the lifecycle tests prove the healthy behaviour on boxes without the file)."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 
 import pytest
 from stackbox import Box, file_hash, wait_for
+from stacklib.services.node import FREEZE_GAP_S
 
 pytestmark = pytest.mark.slow
 
@@ -76,3 +78,51 @@ def test_leak_token_to_log(make_box: Callable[..., Box]) -> None:
     proc = box.ctl("doctor")
     assert proc.returncode == 1 and "FAIL logs/proxy.log contains a secret" in proc.stdout
     assert token not in proc.stdout
+
+
+def restart_with(box: Box, service: str, **switches: object) -> None:
+    """Turn switches on and restart the one service that reads them at start."""
+    (box.path / "defects.json").write_text(json.dumps(switches))
+    box.ctl("stop", service)
+    box.ctl("start", service)
+    box.wait_healthy(timeout=90)
+
+
+def proxy_stats(box: Box) -> dict[str, object]:
+    stats = box.get("proxy", "/stats")
+    assert isinstance(stats, dict), stats
+    return stats
+
+
+def test_proxy_ignores_node(make_box: Callable[..., Box]) -> None:
+    """With the node stopped, every read over three debounces says the node is unreachable
+    and the proxy still admitting (a healthy one stops: test_stack_lifecycle)."""
+    box = make_box()
+    restart_with(box, "proxy", proxy_ignores_node=True)
+    cfg = box.config()
+    debounce = cfg["proxy"]["debounce_s"] * cfg["stack"]["time_scale"]
+    assert box.ctl("stop", "node").returncode == 0
+    wait_for("the proxy sees the node gone", lambda: proxy_stats(box),
+             lambda s: s["node_reachable"] is False, timeout=60)  # fmt: skip
+    deadline = time.monotonic() + 3 * debounce + 1
+    reads = []
+    while time.monotonic() < deadline:  # a window, sampled: "never stops" is not one read
+        reads.append(proxy_stats(box))
+        time.sleep(0.2)
+    assert len(reads) >= 5 and all(r["admitting"] is True for r in reads), reads
+    assert all(r["node_reachable"] is False for r in reads), reads
+    assert box.ctl("start", "node").returncode == 0
+
+
+def test_node_wedges_after_freeze(make_box: Callable[..., Box]) -> None:
+    box = make_box()
+    restart_with(box, "node", node_wedges_after_freeze=True)
+    before = (box.path / "logs/node.log").read_text()
+    assert box.ctl("kill", "-s", "STOP", "node").returncode == 0
+    box.wait_exit(1)
+    time.sleep(FREEZE_GAP_S + 0.5)  # the freeze must outlast the node's gap: time is the signal
+    assert box.ctl("kill", "-s", "CONT", "node").returncode == 0
+    wait_for("the node wedged on its thaw", lambda: (box.path / "logs/node.log").read_text(),
+             lambda text: "wedged" in text[len(before):])  # fmt: skip
+    code, doc = box.status()
+    assert code == 1 and doc["services"]["node"]["state"] == "unhealthy", doc
