@@ -23,7 +23,7 @@ GENESIS_TARGET = 120
 COLD_SYNC_S = 20.0
 WARM_VERIFY_S = 2.0
 BLOCK_S = 10.0
-FREEZE_GAP_S = 2.0
+FREEZE_GAP_S = 3.0
 """A main-loop pass this late means the process was frozen (SIGSTOP) in between."""
 
 
