@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakestack import FakeStack, default_config
+from fakestack import SECRETS, FakeStack, default_config
 from test_engine import Outcome, contract_file, gate
 
 from gate.box import Kind
@@ -85,6 +85,8 @@ def test_every_fault_is_armed_injected_degraded_held_and_recovered(tmp_path: Pat
     assert index(stack, "stackctl rm worker-2") < index(stack, "stackctl up")
     assert all(p.state == "running" for p in stack.programs.values())
     assert "restore proven" in run.console
+    written = [run.console] + [p.read_text() for p in run.run_dir.rglob("*") if p.is_file()]
+    assert not [k for k, v in SECRETS.items() if any(v in text for text in written)]
 
 
 def test_the_three_timings_of_each_fault_are_in_summary_json(tmp_path: Path) -> None:
