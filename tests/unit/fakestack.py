@@ -398,7 +398,7 @@ class FakeStack:
         return Reply(0 if self._path(match["path"]) in self.dirs else 1)
 
     def _echo(self, match: re.Match[str], stdin: str) -> Reply:
-        return Reply(stdout=" ".join(shlex.split(match["words"])) + "\n")
+        return Reply(stdout=" ".join(shlex.split(match["words"] or "")) + "\n")
 
     def _sha256sum(self, match: re.Match[str], stdin: str) -> Reply:
         path = self._path(match["path"])
@@ -903,7 +903,7 @@ HANDLERS: tuple[tuple[re.Pattern[str], Handler], ...] = tuple(
         (rf"rm -f {_P}", FakeStack._rm),
         (rf"rm -f -- {_P}", FakeStack._rm_archive),
         (rf"test -d {_P}", FakeStack._test_dir),
-        (r"echo (?P<words>.*)", FakeStack._echo),
+        (r"echo(?: (?P<words>.*))?", FakeStack._echo),
         (rf"sha256sum {_P}", FakeStack._sha256sum),
         (r"(?:GATE_SPEC=\S+ )?python3 \.gate/boxtool\.py (?P<args>.+)", FakeStack._boxtool),
         (rf"{re.escape(CONTROL)} (?P<args>.+)", FakeStack._stackctl),
