@@ -3,9 +3,10 @@
 Unit tests of phases drive a real `gate.box.Box` over it and get the sample stack's answers
 in microseconds, with no process: an in-memory stack dir (config.json, .env, secrets/,
 .gate/), supervisord's programs with pids and start times, `stackctl` (status, apply,
-version, doctor, logs, restart, backup, restore, down, up) and boxtool's verbs answered from that state the way the real ones
-would. Config validation, expected services, .env settings and per-service settings come
-from the sample stack's own pure functions (stacklib.config), so the fake follows the stack.
+version, doctor, logs, restart, backup, restore, down, up) and boxtool's verbs answered
+from that state the way the real ones would. Config validation, expected services, .env
+settings and per-service settings come from the sample stack's own pure functions
+(stacklib.config), so the fake follows the stack.
 
     stack = FakeStack()                       # healthy, applied, nothing wrong
     stack = FakeStack(api_overrides={"pool.tier": "main"})   # a defect switch (see Defects)
