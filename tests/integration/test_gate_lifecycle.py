@@ -77,6 +77,10 @@ def test_lifecycle_is_green_on_the_sample_and_the_box_is_put_back(
     assert "lifecycle: round-trip archive removed: " in run.output
     assert_put_back(box, run, hashes)
     assert box.pids() != pids, "precondition of the restart's evidence: pids are real"
+    secrets = [v for k, v in box.env().items() if k.endswith(("_TOKEN", "_PASSWORD"))]
+    assert len(secrets) >= 3 and all(len(v) >= 16 for v in secrets)
+    written = run.everything_written()
+    assert not [v for v in secrets if v in written], "a secret reached gate's output"
 
 
 def _index(run: GateRun, name: str) -> int:

@@ -98,19 +98,46 @@ def test_a_restart_that_restarts_nothing_fails_naming_every_service(
     assert "restore proven" in run.console
 
 
-def test_a_change_that_recreates_a_second_service_fails_naming_it(
-    contract: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("defect", "extra"),
+    [
+        ("restart_on_every_apply", "pool"),
+        ("recreate_all_on_change", "dashboard, pool, proxy, worker-1, worker-2"),
+    ],
+)
+def test_a_change_that_recreates_another_service_fails_naming_it(
+    contract: Path, tmp_path: Path, defect: str, extra: str
 ) -> None:
-    """node.lan_access touches node alone; the defect restarts pool on every apply."""
-    stack = FakeStack(restart_on_every_apply=True)
+    """node.lan_access touches the node alone; one defect restarts pool on every apply, the
+    other recreates every program on any change."""
+    stack = FakeStack(**{defect: True})
     before = snapshot(stack)["files"]
     run = lifecycle(stack, contract, tmp_path)
     assert run.code == 1, run.console
     scope = run.record(SCOPE)
     assert scope["verdict"] == "fail"
-    assert scope["observed"] == "recreated or stopped: pool"
+    assert scope["observed"] == f"recreated or stopped: {extra}"
     assert "restore proven" in run.console
     assert snapshot(stack)["files"] == before
+
+
+def test_a_restore_that_fails_still_brings_the_stack_up_and_fails_the_step(
+    contract: Path, tmp_path: Path
+) -> None:
+    """--no-backup: with a safety backup the rollback would use the same broken restore."""
+    stack = FakeStack(restore_fails=True)
+    run = lifecycle(stack, contract, tmp_path, safety_backup=None, no_backup=True)
+    assert run.code == 1, run.console
+    record = run.record("lifecycle round trip: down, restore, up exited 0")
+    assert record["verdict"] == "fail"
+    assert "restore /srv/stack/backups/backup-1.tar.gz` exited 2" in record["evidence"]
+    assert record["evidence"].endswith("`up` exited 0")
+    commands = stack.target.commands
+    restore = commands.index("./stackctl restore /srv/stack/backups/backup-1.tar.gz")
+    assert commands[restore + 1 :].count("./stackctl up") >= 1
+    assert run.verdict("lifecycle round trip: ready") == "pass"
+    assert "restore proven" in run.console
+    assert not stack.archives
 
 
 def test_a_restore_that_does_nothing_fails_the_round_trip(contract: Path, tmp_path: Path) -> None:
