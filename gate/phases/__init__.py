@@ -2,6 +2,7 @@
 
 from gate.phases.base import Phase, register, registered, select, unregister
 from gate.phases.check import CheckPhase
+from gate.phases.lifecycle import LifecyclePhase
 from gate.phases.matrix import MatrixPhase
 from gate.phases.readiness import ReadinessPhase
 from gate.phases.safety_backup import SafetyBackupPhase
@@ -9,6 +10,7 @@ from gate.phases.safety_backup import SafetyBackupPhase
 register(CheckPhase())
 register(ReadinessPhase())
 register(SafetyBackupPhase())  # after the baseline, before every other mutating phase
+register(LifecyclePhase())  # destructive: after the safety backup, before the matrix
 register(MatrixPhase())
 
 __all__ = ["Phase", "register", "registered", "select", "unregister"]

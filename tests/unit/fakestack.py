@@ -3,9 +3,10 @@
 Unit tests of phases drive a real `gate.box.Box` over it and get the sample stack's answers
 in microseconds, with no process: an in-memory stack dir (config.json, .env, secrets/,
 .gate/), supervisord's programs with pids and start times, `stackctl` (status, apply,
-version, doctor, logs) and boxtool's verbs answered from that state the way the real ones
-would. Config validation, expected services, .env settings and per-service settings come
-from the sample stack's own pure functions (stacklib.config), so the fake follows the stack.
+version, doctor, logs, restart, backup, restore, down, up) and boxtool's verbs answered
+from that state the way the real ones would. Config validation, expected services, .env
+settings and per-service settings come from the sample stack's own pure functions
+(stacklib.config), so the fake follows the stack.
 
     stack = FakeStack()                       # healthy, applied, nothing wrong
     stack = FakeStack(api_overrides={"pool.tier": "main"})   # a defect switch (see Defects)
@@ -137,6 +138,8 @@ class Defects:
     """`stackctl restore ARCHIVE` exits 1 and changes nothing."""
     restore_noop: bool = False
     """`stackctl restore ARCHIVE` says it restored, exits 0 and changes nothing."""
+    restart_noop: bool = False
+    """`stackctl restart` says it restarted, exits 0 and restarts nothing (same pids)."""
     drop_at: int | None = None
     """The Nth command the target sees (1-based, holds included) loses the link."""
     drop_for_good: bool = False
@@ -775,6 +778,13 @@ class FakeStack:
                 self.files[member] = dataclasses.replace(stored)
         return Reply(stdout=f"Restored config.json, .env and secrets/ from {path}\n")
 
+    def _ctl_restart(self, match: re.Match[str], stdin: str) -> Reply:
+        """Every program stopped and started again from its settings: new pids."""
+        if not self.defects.restart_noop:
+            for name, program in self.programs.items():
+                self.programs[name] = self._spawn(name, program.settings)
+        return Reply(stdout="Restarted\n")
+
     def _ctl_down(self, match: re.Match[str], stdin: str) -> Reply:
         for program in self.programs.values():
             program.state, program.pid, program.exitstatus = "exited", None, 0
@@ -922,6 +932,7 @@ STACKCTL: tuple[tuple[re.Pattern[str], Handler], ...] = tuple(
         (r"logs (?P<service>\S+) -n (?P<lines>\d+)", FakeStack._ctl_logs),
         (r"backup", FakeStack._ctl_backup),
         (r"restore (?P<archive>\S+)", FakeStack._ctl_restore),
+        (r"restart", FakeStack._ctl_restart),
         (r"down", FakeStack._ctl_down),
         (r"up", FakeStack._ctl_up),
     )

@@ -12,6 +12,7 @@ KNOWN = (
     "fail_apply_on_tier",
     "rewrite_config_on_apply",
     "leak_token_to_log",
+    "restore_does_nothing",
 )
 
 
