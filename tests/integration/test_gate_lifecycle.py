@@ -19,11 +19,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from harness import Box, GateRun, config_and_secret_hashes, run_gate, wait_for
+from harness import (
+    Box,
+    GateRun,
+    Running,
+    assert_restore_proven,
+    assert_restored,
+    config_and_secret_hashes,
+    run_gate,
+    wait_for,
+)
 from kvfront_box import CONTRACT as KV_CONTRACT
 from kvfront_box import Box as KvBox
 from kvfront_box import KvBoxes, kv_hashes, leaked
-from test_gate_signals import Running, assert_restore_proven, assert_restored
 
 pytestmark = pytest.mark.slow
 
