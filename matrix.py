@@ -9,6 +9,7 @@ from __future__ import annotations
 from gate.contract import (
     Actions,
     AtLeast,
+    AuthGuard,
     Check,
     Config,
     Context,
@@ -76,6 +77,14 @@ def _env(key: str, value: object) -> Check:
     """A setting apply renders into .env (the derived view; the API and ports show the real)."""
     return Check(f"{key} rendered from config", "env", key, Equals(value))
 
+
+AUTH_GUARD = AuthGuard(
+    secret="PROXY_AUTH_TOKEN",
+    service="proxy",
+    refusal=r"refusing to start an unauthenticated proxy control API",
+)
+"""--auth-fail-closed: the proxy exits 1 at start with an empty token (stacklib/services/
+proxy.py) and `stackctl start` reports it (exit 1); the refusal is in the proxy's log."""
 
 CONTRACT = StackContract(
     name="sample-stack",
@@ -154,6 +163,7 @@ CONTRACT = StackContract(
         diagnostics=(("status.txt", "status"), ("doctor.txt", "doctor")),
     ),
     services=Services(at="services", started="started"),
+    auth_guard=AUTH_GUARD,
     readiness=Readiness(
         loopback_ports=("dashboard-port", "node-rpc"), backup_dir="backups", data_paths=("secrets",)
     ),

@@ -1,5 +1,6 @@
 """The phases, registered in the one fixed order the engine runs them (see base.py)."""
 
+from gate.phases.auth_fail_closed import AuthFailClosedPhase
 from gate.phases.base import Phase, register, registered, select, unregister
 from gate.phases.check import CheckPhase
 from gate.phases.lifecycle import LifecyclePhase
@@ -11,6 +12,7 @@ register(CheckPhase())
 register(ReadinessPhase())
 register(SafetyBackupPhase())  # after the baseline, before every other mutating phase
 register(LifecyclePhase())  # destructive: after the safety backup, before the matrix
+register(AuthFailClosedPhase())  # destructive: after lifecycle and fault_injection
 register(MatrixPhase())
 
 __all__ = ["Phase", "register", "registered", "select", "unregister"]

@@ -13,6 +13,7 @@ KNOWN = (
     "rewrite_config_on_apply",
     "leak_token_to_log",
     "restore_does_nothing",
+    "start_proxy_without_token",
 )
 
 

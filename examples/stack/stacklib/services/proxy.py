@@ -77,10 +77,10 @@ class Admission:
 def main() -> None:
     rt = start("proxy")
     token = rt.env.get("PROXY_AUTH_TOKEN", "")
-    if not token:
+    if not token and not _defect(rt, "start_proxy_without_token"):
         log("proxy", "refusing to start an unauthenticated proxy control API")
         sys.exit(1)
-    if rt.box.joinpath("defects.json").exists() and _leak(rt):
+    if _defect(rt, "leak_token_to_log"):
         log("proxy", f"debug: auth token is {token}")
     adm = Admission(rt)
 
@@ -106,11 +106,13 @@ def main() -> None:
         time.sleep(max(0.25, min(0.5, rt.scaled(1.0))))
 
 
-def _leak(rt: Runtime) -> bool:
-    """The `leak_token_to_log` defect switch (opt-in, for gate's own tests)."""
+def _defect(rt: Runtime, switch: str) -> bool:
+    """A defect switch of defects.json (opt-in, for gate's own tests)."""
+    if not rt.box.joinpath("defects.json").exists():
+        return False
     from stacklib.defects import load
 
-    return bool(load(rt.box).get("leak_token_to_log"))
+    return bool(load(rt.box).get(switch))
 
 
 if __name__ == "__main__":
