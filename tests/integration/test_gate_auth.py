@@ -216,7 +216,7 @@ def test_kvfront_redis_refuses_without_its_password_and_the_box_comes_back(
     before = kv_hashes(kv_box)
     flags = ["--local", "--dir", str(kv_box.path), "--matrix", str(KV_CONTRACT)]
     run = run_gate(*flags, "--auth-fail-closed", "--safety-backup", "--scenario", "aof-replica",
-                   out=tmp_path / "kv")  # fmt: skip
+                   out=tmp_path / "results")  # fmt: skip
     assert run.code == 0, run.output
     phase = {c["name"]: c for c in run.summary["checks"] if c["phase"] == PHASE}
     refused = phase[f"{PHASE}: redis refuses to start without REDIS_PASSWORD"]
