@@ -72,6 +72,10 @@ class AuthFailClosedPhase(Phase):
         verbs = Verbs(contract, guard.service)
         env = contract.env_file
         before = env_sha256(box, env)
+        if not before:  # nothing to compare the put-back file with: touch nothing
+            add(run, CheckRecord(f"{env} hashed before anything changes", Verdict.FAIL,
+                                 "sha256sum exits 0", f"{env} unreadable on the box"))  # fmt: skip
+            return
         aside = f"{GATE_DIR}/aside-{run.ctx.run_id}.env"
         open_repair(
             run,

@@ -353,3 +353,15 @@ def test_the_refusal_is_looked_for_line_by_line_output_first() -> None:
     )
     assert afc.refusal_in("refusing", "", ["x", "y refusing "]) == "y refusing"
     assert afc.refusal_in("refusing", "fine", ["all good"]) == ""
+
+
+def test_an_env_file_that_cannot_be_hashed_is_a_fail_and_nothing_is_touched(
+    tmp_path: Path,
+) -> None:
+    stack = AuthStack()
+    stack.target.once("sha256sum .env", Reply(1, stderr="sha256sum: .env: Permission denied\n"))
+    run = run_gate(stack, tmp_path)
+    assert run.code == 1, run.console
+    record = phase_records(run)[f"{PHASE}: .env hashed before anything changes"]
+    assert record["verdict"] == "fail"
+    assert not [c for c in stack.target.commands if "stackctl stop" in c or "aside" in c]
