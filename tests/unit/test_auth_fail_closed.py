@@ -365,3 +365,26 @@ def test_an_env_file_that_cannot_be_hashed_is_a_fail_and_nothing_is_touched(
     record = phase_records(run)[f"{PHASE}: .env hashed before anything changes"]
     assert record["verdict"] == "fail"
     assert not [c for c in stack.target.commands if "stackctl stop" in c or "aside" in c]
+
+
+def test_a_run_that_loses_the_box_after_the_blank_leaves_a_repair_recover_runs(
+    tmp_path: Path,
+) -> None:
+    """The link dies for good right after the blank: the engine cannot mend; the repair
+    stays open in the on-box journal, and `--recover` puts the exact env file back."""
+    for name in ("probe", "lost", "rec"):
+        (tmp_path / name).mkdir()
+    probe = AuthStack()
+    run_gate(probe, tmp_path / "probe")
+    blank = next(i for i, c in enumerate(probe.target.commands) if "boxtool.py blank" in c)
+    stack = AuthStack(drop_at=blank + 2, drop_for_good=True)
+    env_before = stack.files[".env"].text
+    lost = run_gate(stack, tmp_path / "lost")
+    assert lost.code not in (0, 1, 2), lost.console
+    assert stack.files[".env"].text != env_before, "precondition: left blank"
+    stack.defects.drop_at = None
+    stack.target.reachable = True  # the box is back
+    recovered = gate(stack, contract_file(tmp_path / "rec"), tmp_path / "rec", recover=True)
+    assert recovered.code == 0, recovered.console
+    assert "recover: .env put back, proxy started: mended" in recovered.console
+    assert_put_back(stack, env_before)
