@@ -62,35 +62,37 @@ class AuthFailClosedPhase(Phase):
         return True
 
     def run(self, run: Run) -> None:
-        box, contract = run.box, run.box.contract
+        contract = run.box.contract
         guard = check_guard(contract)
         if guard.service not in contract.expected_services(run.config):
             run.add(skipped(guard))
             return
         run.console.phase(PHASE, f"{guard.service} must refuse to start without {guard.secret}")
-        write_state(box, "dirty", run.ctx.run_id, phase=PHASE)
-        verbs = Verbs(contract, guard.service)
+        write_state(run.box, "dirty", run.ctx.run_id, phase=PHASE)
         env = contract.env_file
-        before = env_sha256(box, env)
-        if not before:  # nothing to compare the put-back file with: touch nothing
-            add(run, CheckRecord(f"{env} hashed before anything changes", Verdict.FAIL,
-                                 "sha256sum exits 0", f"{env} unreadable on the box"))  # fmt: skip
-            return
-        aside = f"{GATE_DIR}/aside-{run.ctx.run_id}.env"
-        open_repair(
-            run,
-            Repair(
-                REPAIR,
-                f"{env} put back, {guard.service} started",
-                (control(verbs.stop), tool("putback", aside, env, before), control(verbs.start)),
-            ),
-        )
-        timeout = validate_matrix(run.ctx.contract_file.matrix).ready_timeout
+        before = env_sha256(run.box, env)
+        if before:
+            prove(run, guard, env, before)
+        else:  # nothing to compare a put-back file with: touch nothing
+            failed = CheckRecord(
+                f"{env} hashed before anything changes", Verdict.FAIL, "sha256sum exits 0",
+                f"{env} unreadable on the box",
+            )  # fmt: skip
+            add(run, failed)
+
+
+def prove(run: Run, guard: AuthGuard, env: str, before: str) -> None:
+    """The repair opened, the positive control, the refusal, the heal and its proof."""
+    verbs = Verbs(run.box.contract, guard.service)
+    aside = f"{GATE_DIR}/aside-{run.ctx.run_id}.env"
+    steps = (control(verbs.stop), tool("putback", aside, env, before), control(verbs.start))
+    open_repair(run, Repair(REPAIR, f"{env} put back, {guard.service} started", steps))
+    timeout = validate_matrix(run.ctx.contract_file.matrix).ready_timeout
+    began = time.monotonic()
+    if add(run, positive_control(run, guard, verbs, timeout), began):
         began = time.monotonic()
-        if add(run, positive_control(run, guard, verbs, timeout), began):
-            began = time.monotonic()
-            add(run, refused_without_secret(box, guard, verbs, env, aside, before), began)
-        heal(run, guard, env, before, timeout)
+        add(run, refused_without_secret(run.box, guard, verbs, env, aside, before), began)
+    heal(run, guard, env, before, timeout)
 
 
 def check_guard(contract: StackContract) -> AuthGuard:
