@@ -72,7 +72,7 @@ class PsSampler:
             with self._lock:
                 self.lines.update(ps.stdout.splitlines())
                 self.samples += 1
-            self._stop.wait(0.02)
+            self._stop.wait(0.1)
 
     def __enter__(self) -> PsSampler:
         self._thread.start()
