@@ -23,11 +23,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Box, GateRun, config_and_secret_hashes, file_hash, run_gate, wait_for
+from harness import (
+    Box,
+    GateRun,
+    Running,
+    assert_restore_proven,
+    config_and_secret_hashes,
+    file_hash,
+    gate_state,
+    run_gate,
+    wait_for,
+)
 from kvfront_box import CONTRACT as KV_CONTRACT
 from kvfront_box import KvBoxes, kv_hashes, leaked
-from test_gate_signals import assert_restore_proven
-from test_gate_signals import running as running  # a fixture
 
 pytestmark = pytest.mark.slow
 
@@ -174,7 +182,7 @@ SLOW_REFUSAL = (
 
 
 def test_sigint_in_the_middle_puts_the_env_file_back_byte_for_byte(
-    make_stack_box: Callable[..., Box], tmp_path: Path, running: Any
+    make_stack_box: Callable[..., Box], tmp_path: Path
 ) -> None:
     box = make_stack_box()
     source = box.path / "stacklib" / "services" / "proxy.py"
@@ -182,11 +190,14 @@ def test_sigint_in_the_middle_puts_the_env_file_back_byte_for_byte(
     assert SLOW_REFUSAL[0] in text, "the patch found nothing to change"
     source.write_text(text.replace(*SLOW_REFUSAL))
     env_before, hashes = (box.path / ".env").read_bytes(), config_and_secret_hashes(box)
-    gate = running(["--local", "--dir", str(box.path), *FLAGS])
-    gate.after("boxtool.py blank")
-    assert (box.path / ".env").read_bytes() != env_before, "precondition: the token is blank"
-    gate.signal(signal.SIGINT)
-    run = gate.finish()
+    gate = Running(["--local", "--dir", str(box.path), *FLAGS], tmp_path / "sigint")
+    try:
+        gate.after("boxtool.py blank")
+        assert (box.path / ".env").read_bytes() != env_before, "precondition: the token is blank"
+        gate.signal(signal.SIGINT)
+        run = gate.finish()
+    finally:
+        gate.stop()
     assert run.code == 130, run.console
     commands = [e["command"] for e in run.events]
     blank = next(i for i, c in enumerate(commands) if "boxtool.py blank" in c)
@@ -196,6 +207,7 @@ def test_sigint_in_the_middle_puts_the_env_file_back_byte_for_byte(
     assert (box.path / ".env").read_bytes() == env_before
     assert config_and_secret_hashes(box) == hashes
     assert not aside_left(box)
+    assert gate_state(box) == "clean"
     code, status = box.status()
     assert code == 0, status
 
