@@ -10,6 +10,7 @@ from gate.contract import (
     STATUS,
     Actions,
     AtLeast,
+    AuthGuard,
     Check,
     Config,
     Context,
@@ -150,6 +151,14 @@ FAILOVER = NODE_STOPPED
 -> readmitted -> status 0."""
 
 
+AUTH_GUARD = AuthGuard(
+    secret="PROXY_AUTH_TOKEN",
+    service="proxy",
+    refusal=r"refusing to start an unauthenticated proxy control API",
+)
+"""--auth-fail-closed: the proxy exits 1 at start with an empty token (stacklib/services/
+proxy.py) and `stackctl start` reports it (exit 1); the refusal is in the proxy's log."""
+
 CONTRACT = StackContract(
     name="sample-stack",
     control="./stackctl",
@@ -227,6 +236,7 @@ CONTRACT = StackContract(
         diagnostics=(("status.txt", "status"), ("doctor.txt", "doctor")),
     ),
     services=Services(at="services", started="started"),
+    auth_guard=AUTH_GUARD,
     readiness=Readiness(
         loopback_ports=("dashboard-port", "node-rpc"), backup_dir="backups", data_paths=("secrets",)
     ),

@@ -140,9 +140,14 @@ def secret_files(spec: dict[str, Any]) -> list[str]:
 
 
 def secret_values(spec: dict[str, Any]) -> list[str]:
-    """Every secret value on this box, longest first, so substrings are masked last."""
+    """Every secret value on this box, longest first, so substrings are masked last.
+
+    An env file set aside (`aside`) counts too: while a key is blanked in the env file,
+    its value must still be scrubbed from whatever a command prints."""
     env = read_env(spec["env_file"])
     values = {v for k, v in env.items() if is_secret_key(k, spec)}
+    for path in glob.glob(ASIDE_GLOB):
+        values.update(v for k, v in read_env(path).items() if is_secret_key(k, spec))
     try:
         config = read_config(spec)
     except (OSError, ValueError):
@@ -950,6 +955,149 @@ def cmd_archive(spec: dict[str, Any], args: list[str]) -> int:
     return 0
 
 
+# --- auth-fail-closed: the env file set aside, one key blanked, the exact bytes put back --
+
+ASIDE_GLOB = os.path.join(".gate", "aside-*")
+"""Where copies of the env file are set aside: inside .gate/ (mode 0700), each file 0600."""
+
+
+def is_aside_path(path: str) -> bool:
+    """An aside copy's path: a file named aside-* directly in .gate/ (real paths)."""
+    real = os.path.realpath(path)
+    return os.path.dirname(real) == os.path.realpath(".gate") and fnmatch.fnmatchcase(
+        os.path.basename(real), "aside-*"
+    )
+
+
+def file_sha256(path: str) -> str:
+    with open(path, "rb") as handle:
+        return sha256(handle.read())
+
+
+def blank_bytes(data: bytes, key: str) -> tuple[bytes, int]:
+    """The env file's bytes with the value of every `KEY=...` line cut (`KEY=` stays), every
+    other byte kept (comments, order, line endings); and how many lines were blanked."""
+    lines, count = data.split(b"\n"), 0
+    for index, line in enumerate(lines):
+        body = line[:-1] if line.endswith(b"\r") else line
+        name, equals, _value = body.partition(b"=")
+        bare = name.strip().removeprefix(b"export ").strip()
+        if equals and not body.lstrip().startswith(b"#") and bare == key.encode():
+            lines[index] = name + b"=" + line[len(body) :]
+            count += 1
+    return b"\n".join(lines), count
+
+
+def replace_keeping(path: str, data: bytes, like: os.stat_result) -> None:
+    """Replace `path` with `data` through a 0600 temp file beside it, given `like`'s mode and
+    owner before it takes the name (OSError, nothing replaced, when the owner cannot be
+    kept)."""
+    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.gate-tmp")
+    unlink_quietly(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if (like.st_uid, like.st_gid) != (os.geteuid(), os.getegid()):
+            os.chown(tmp, like.st_uid, like.st_gid)
+        os.chmod(tmp, stat.S_IMODE(like.st_mode))
+        os.replace(tmp, path)
+    except OSError:
+        unlink_quietly(tmp)
+        raise
+
+
+def refuse(message: str, code: int = 2) -> int:
+    print(f"boxtool: {message}", file=sys.stderr)
+    return code
+
+
+def regular(path: str) -> bool:
+    return os.path.isfile(path) and not os.path.islink(path)
+
+
+def cmd_aside(_spec: dict[str, Any], args: list[str]) -> int:
+    """aside ENV_FILE ASIDE: copy the env file's exact bytes to ASIDE, a new file named
+    aside-* in .gate/, mode 0600; print only its sha256 (after reading the copy back)."""
+    source, dest = args[0], args[1]
+    if not is_aside_path(dest):
+        return refuse(f"aside: {dest} is not .gate/aside-*")
+    if not regular(source):
+        return refuse(f"aside: {source} is not a regular file")
+    with open(source, "rb") as handle:
+        data = handle.read()
+    try:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return refuse(f"aside: {dest} exists already (nothing overwritten)", 1)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    copied = file_sha256(dest)
+    if copied != sha256(data):
+        return refuse(f"aside: the copy reads back as sha256 {copied}, not {sha256(data)}", 1)
+    print(copied)
+    return 0
+
+
+def cmd_blank(_spec: dict[str, Any], args: list[str]) -> int:
+    """blank ENV_FILE KEY: the env file rewritten with KEY's value empty, every other byte,
+    its mode and its owner kept; refused (nothing written) when KEY is not in it. Prints
+    the key and a count, never a value."""
+    path, key = args[0], args[1]
+    if not regular(path):
+        return refuse(f"blank: {path} is not a regular file")
+    info = os.stat(path)
+    with open(path, "rb") as handle:
+        data = handle.read()
+    blanked, count = blank_bytes(data, key)
+    if not count:
+        return refuse(f"blank: {key} is not set in {path}: nothing blanked", 1)
+    try:
+        replace_keeping(path, blanked, info)
+    except OSError as exc:
+        return refuse(f"blank: {path} not rewritten ({type(exc).__name__}: {exc.strerror})", 1)
+    print(f"blanked {key} in {path} ({count} line{'s' if count > 1 else ''})")
+    return 0
+
+
+def cmd_putback(_spec: dict[str, Any], args: list[str]) -> int:
+    """putback ASIDE ENV_FILE [SHA256]: the aside copy's exact bytes back over the env file
+    (its current mode and owner kept); print both sha256s; remove ASIDE only when they
+    match (exit 1 otherwise). SHA256, the env file's hash before the copy was taken, makes
+    it safe to repeat: no ASIDE and the env file already hashing to it is success."""
+    aside, path = args[0], args[1]
+    expected = args[2] if len(args) > 2 else ""
+    if not is_aside_path(aside):
+        return refuse(f"putback: {aside} is not .gate/aside-*")
+    if not os.path.exists(aside):
+        now = file_sha256(path) if regular(path) else "absent"
+        print(f"{path} sha256 {now}")
+        if expected and now == expected:
+            print(f"no aside copy: {path} already holds the bytes set aside")
+            return 0
+        return refuse(f"putback: no aside copy at {aside}, and {path} is not the original", 1)
+    with open(aside, "rb") as handle:
+        data = handle.read()
+    saved = sha256(data)
+    print(f"{aside} sha256 {saved}")
+    if expected and saved != expected:
+        return refuse(f"putback: {aside} is not the copy set aside (sha256 {expected})", 1)
+    try:
+        replace_keeping(path, data, os.stat(path) if regular(path) else os.stat(aside))
+    except OSError as exc:
+        return refuse(f"putback: {path} not rewritten ({type(exc).__name__}: {exc.strerror})", 1)
+    now = file_sha256(path)
+    print(f"{path} sha256 {now}")
+    if now != saved:
+        return refuse(f"putback: {path} differs from the aside copy (kept at {aside})", 1)
+    os.unlink(aside)
+    return 0
+
+
 COMMANDS = {
     "fingerprint": cmd_fingerprint,
     "exec": cmd_exec,
@@ -962,6 +1110,9 @@ COMMANDS = {
     "render": cmd_render,
     "fitness": cmd_fitness,
     "archive": cmd_archive,
+    "aside": cmd_aside,
+    "blank": cmd_blank,
+    "putback": cmd_putback,
     "lock": cmd_lock,
     "lifeline": cmd_lifeline,
     "quiesce": cmd_quiesce,

@@ -146,6 +146,15 @@ def lacking_action(actions: Actions, fault: Fault) -> str:
     return ""
 
 
+def cannot_have(fault: Fault, expected: frozenset[str], cfg: Config) -> str:
+    """Why this config cannot have the fault ("" when it can): a by-design skip."""
+    if fault.service not in expected:
+        return f"this config does not run {fault.service} (runs {', '.join(sorted(expected))})"
+    if not fault.applies(cfg):
+        return "the fault's `applies` says this config cannot have it"
+    return ""
+
+
 def declared_faults(contract: StackContract) -> list[Fault]:
     """Every Fault the contract declares: its faults and its failover."""
     return [*contract.faults, *([contract.failover] if contract.failover else [])]
@@ -203,8 +212,8 @@ def poll(
 class Exercise:
     """One fault's run: the records it adds and the timings it keeps."""
 
-    def __init__(self, run: Run, fault: Fault, phase: str) -> None:
-        self.run, self.fault, self.phase = run, fault, phase
+    def __init__(self, run: Run, fault: Fault, phase: str, prefix: str = "") -> None:
+        self.run, self.fault, self.phase, self.prefix = run, fault, phase, prefix
         contract = run.box.contract
         self.armed = applicable(contract, fault.armed, run.config)
         self.degraded = applicable(contract, fault.degraded, run.config)
@@ -217,7 +226,7 @@ class Exercise:
         self.verdicts.append(verdict)
         self.run.add(
             CheckRecord(
-                f"{self.fault.name}: {step}",
+                f"{self.prefix}{self.fault.name}: {step}",
                 verdict,
                 expected,
                 observed,
@@ -383,11 +392,12 @@ def verdict_of(sample: Sample | None) -> Verdict:
     return Verdict.PASS if sample.holds else Verdict.FAIL
 
 
-def exercise(run: Run, fault: Fault, phase: str) -> FaultTimings:
-    """Exercise one fault (module docstring); its records go to the run, its timings are
-    returned and kept in the ledger for summary.json. The heal runs on every path: here,
-    or (signal, error, lost link) by the engine's mend_all or `--recover`."""
-    job = Exercise(run, fault, phase)
+def exercise(run: Run, fault: Fault, phase: str, *, prefix: str = "") -> FaultTimings:
+    """Exercise one fault (module docstring); its records (named `PREFIXFAULT: STEP`) go to
+    the run, its timings are returned and kept in the ledger for summary.json. The heal
+    runs on every path: here, or (signal, error, lost link) by the engine's mend_all or
+    `--recover`."""
+    job = Exercise(run, fault, phase, prefix)
     run.console.line(f"{phase}: {fault.name} ({fault.inject} {fault.service})")
     try:
         if job.arm():

@@ -71,6 +71,8 @@ def check_secret_keys(contract: StackContract, source: object) -> None:
         if isinstance(probe, Command):
             named += [(f"probe {probe.name!r}", key) for key in probe.env.values()]
     named += [("secrets.in_use", use.secret) for use in contract.secrets.in_use]
+    if contract.auth_guard is not None:
+        named.append(("auth_guard", contract.auth_guard.secret))
     globs = contract.secrets.env_keys
     for where, key in named:
         if not any(fnmatchcase(key, glob) for glob in globs):

@@ -144,3 +144,31 @@ def restarted(before: Clock | str, after: Clock | str, fields: list[str]) -> Che
         "restarted: " + ", ".join(moved) if moved else f"{len(seen)} unchanged",
         evidence + _unseen(before),
     )
+
+
+RENEWED = "every running service restarted (new pid or start time)"
+
+
+def renewed(before: Clock | str, after: Clock | str, fields: list[str]) -> CheckRecord:
+    """A restart of the whole stack: every service that ran before runs after with a new
+    identity; one that kept its own was not restarted, one that is gone did not come back."""
+    if (bad := _unreadable(RENEWED, before, after)) is not None:
+        return bad
+    assert isinstance(before, dict) and isinstance(after, dict)
+    seen = {s: identity for s, identity in before.items() if known(identity)}
+    if not fields or not seen:
+        return _blind(RENEWED, before)
+    kept = sorted(s for s in seen if after.get(s) == seen[s])
+    gone = sorted(s for s in seen if s not in after)
+    compared = " and ".join(fields)
+    evidence = f"{compared} of {len(seen)} services compared before and after the restart"
+    problems = (["not restarted: " + ", ".join(kept)] if kept else []) + (
+        ["not running after: " + ", ".join(gone)] if gone else []
+    )
+    return CheckRecord(
+        RENEWED,
+        Verdict.FAIL if problems else Verdict.PASS,
+        f"{len(seen)} restarted",
+        "; ".join(problems) or f"{len(seen)} restarted",
+        evidence + _unseen(before),
+    )

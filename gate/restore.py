@@ -23,6 +23,7 @@ from gate.checks import (
 )
 from gate.errors import BoxDirty, Unreachable
 from gate.observe import read_config, read_fingerprints, read_probe
+from gate.result import Result
 from gate.snapshot import BASELINE_CONFIG, Baseline, config_sha256, write_state
 from gate.target import quote
 
@@ -38,11 +39,7 @@ def restore_and_prove(run: Run, baseline: Baseline) -> None:
     box = run.box
     run.console.phase("restore", "baseline config back, apply, prove")
     try:
-        answered(
-            box.run(f"cp -p {BASELINE_CONFIG} {quote(box.contract.config.path)}", kind=Kind.MUTATE)
-        )
-        apply = box.contract.actions.apply
-        applied = answered(box.control(apply, kind=Kind.MUTATE, timeout=APPLY_TIMEOUT))
+        applied = push_baseline(box)
         run.artifacts.write_text("restore/apply.log", applied.stdout + applied.stderr)
         proof = [_applied(applied.ok, applied.exit_code)]
         if applied.ok:
@@ -63,6 +60,16 @@ def restore_and_prove(run: Run, baseline: Baseline) -> None:
     write_state(box, "clean", run.ctx.run_id, phase="restored")
     run.journal_note("restored", config_sha256=baseline.config_sha256)
     run.note("restore proven: config bytes, secrets, services, status and every check match")
+
+
+def push_baseline(box: Box) -> Result:
+    """Copy the baseline config kept on the box over the config file, then apply it; the
+    apply's result (the bytes never leave the box)."""
+    answered(
+        box.run(f"cp -p {BASELINE_CONFIG} {quote(box.contract.config.path)}", kind=Kind.MUTATE)
+    )
+    apply = box.contract.actions.apply
+    return answered(box.control(apply, kind=Kind.MUTATE, timeout=APPLY_TIMEOUT))
 
 
 def _binds(record: CheckRecord, baseline: Baseline) -> bool:

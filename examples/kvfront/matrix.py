@@ -17,6 +17,7 @@ from collections.abc import Callable
 from gate.contract import (
     Actions,
     AtLeast,
+    AuthGuard,
     CaFile,
     Check,
     Command,
@@ -168,6 +169,14 @@ REDIS_PAUSED = Fault(
 
 FIRST_ACCESS_LINE = "[?starts_with(@, 'access_log ')] | [0]"
 LISTEN_LINE = "[?starts_with(@, 'listen ')] | [0]"
+
+AUTH_GUARD = AuthGuard(
+    secret="REDIS_PASSWORD",
+    service="redis",
+    refusal=r"refusing to start redis without a password",
+)
+"""--auth-fail-closed: kvctl refuses to start redis while REDIS_PASSWORD is empty in .env
+(kvlib/cli.py GUARDED), exit 1, the refusal in its own output."""
 
 CONTRACT = StackContract(
     name="kvfront",
@@ -360,6 +369,7 @@ CONTRACT = StackContract(
         data_paths=("secrets",),
         tools=("redis-cli",),
     ),
+    auth_guard=AUTH_GUARD,
     actions=Actions(
         apply="apply -y",
         no_change_marker="No configuration changes detected",

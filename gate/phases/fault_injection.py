@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from gate.checks import CheckRecord, SkipClass, Verdict
 from gate.contract import Fault
 from gate.errors import NotRecovered, UsageError
-from gate.faults import exercise
+from gate.faults import cannot_have, exercise
 from gate.options import Flag
 from gate.phases.base import Phase
 
@@ -52,7 +52,7 @@ class FaultInjectionPhase(Phase):
         expected = contract.expected_services(run.config)
         self._runnable = []
         for fault in contract.faults:
-            why = skipped(fault, expected, run)
+            why = cannot_have(fault, expected, run.config)
             if why:
                 run.add(skip(fault, why, SkipClass.BY_DESIGN))
             else:
@@ -72,15 +72,6 @@ class FaultInjectionPhase(Phase):
                     f"--fault-injection: the stack did not recover from {fault.name!r} after "
                     "the heal: no later phase runs on it"
                 )
-
-
-def skipped(fault: Fault, expected: frozenset[str], run: Run) -> str:
-    """Why this config cannot have the fault ("" when it can)."""
-    if fault.service not in expected:
-        return f"this config does not run {fault.service} (runs {', '.join(sorted(expected))})"
-    if not fault.applies(run.config):
-        return "the fault's `applies` says this config cannot have it"
-    return ""
 
 
 def skip(fault: Fault, why: str, klass: SkipClass) -> CheckRecord:

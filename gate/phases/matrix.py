@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from gate.battery import battery, wait_ready
 from gate.box import APPLY_TIMEOUT, Kind, answered
@@ -142,9 +143,17 @@ def run_scenario(
 
 
 def apply_scenario(run: Run, scenario: Scenario, records: list[CheckRecord]) -> Config | None:
-    """Render the baseline config plus overrides on the box and apply it."""
-    box = run.box
+    """Render the baseline config plus the scenario's overrides on the box and apply it."""
     overrides = resolve_overrides(scenario, run.ctx.facts)
+    return apply_overrides(run, overrides, f"scenarios/{scenario.name}/apply.log", records)
+
+
+def apply_overrides(
+    run: Run, overrides: Mapping[str, Any], log: str, records: list[CheckRecord]
+) -> Config | None:
+    """Render the baseline config plus `overrides` on the box and apply it (its output in
+    the artifact `log`); the config it left applied, None when the render or apply failed."""
+    box = run.box
     rendered = answered(
         box.tool(
             "render",
@@ -161,9 +170,7 @@ def apply_scenario(run: Run, scenario: Scenario, records: list[CheckRecord]) -> 
     applied = answered(
         box.control(box.contract.actions.apply, kind=Kind.MUTATE, timeout=APPLY_TIMEOUT)
     )
-    run.artifacts.write_text(
-        f"scenarios/{scenario.name}/apply.log", applied.stdout + applied.stderr
-    )
+    run.artifacts.write_text(log, applied.stdout + applied.stderr)
     verdict = Verdict.PASS if applied.ok else Verdict.FAIL
     tail = (applied.stdout + applied.stderr).strip().splitlines()[-1:] or [""]
     records.append(

@@ -29,6 +29,7 @@ from gate.observe import read_fingerprints, read_json_tool
 from gate.options import Flag
 from gate.phases.base import BACKUP_FLAG, Phase
 from gate.restore import config_identical
+from gate.result import Result
 from gate.snapshot import Baseline
 from gate.target import quote
 
@@ -67,38 +68,48 @@ class SafetyBackupPhase(Phase):
         return True
 
     def run(self, run: Run) -> None:
-        box = run.box
         run.console.phase(PHASE, "back up, then verify the archive on the box")
-        action = box.contract.actions.backup
-        assert action is not None  # plan refused a contract without one
-        # MUTATE: the stack's own verb writes outside .gate/ (and may do more: quiesce, lock)
-        made = answered(box.control(action, kind=Kind.MUTATE, timeout=APPLY_TIMEOUT))
-        run.artifacts.write_text(BACKUP_LOG, made.stdout + made.stderr)
-        path = archive_path(made.stdout, box.contract.actions.backup_path)
-        facts: Reading[Mapping[str, Any]] = Reading()
-        if made.ok and path is not None:
-            facts = read_archive(box, path)
-            if facts.lost is not None:
-                raise facts.lost
-        reason = refusal(made.ok, made.exit_code, made.stdout, path, facts, box.contract)
-        record = CheckRecord(
-            VERIFIED,
-            Verdict.FAIL if reason else Verdict.PASS,
-            "a regular file in the stack or backup dir holding "
-            + ", ".join(box.contract.backup_holds),
-            reason or f"{path}: {facts.value.get('members') if facts.value else '?'} members",
-            reason or "",
-            phase=PHASE,
-        )
+        record, archive = backup_and_verify(run, VERIFIED, BACKUP_LOG)
+        record.phase = PHASE
         run.add(record)
-        if reason:
+        if archive is None:
             raise BackupRefused(
-                f"--safety-backup: the backup is not verified, destructive phases refused: {reason}"
+                "--safety-backup: the backup is not verified, destructive phases refused: "
+                + record.evidence
             )
-        assert facts.value is not None
-        run.backup_archive = str(facts.value["real"])
+        run.backup_archive = archive
         run.journal_note("backup", archive=run.backup_archive)
         run.note(f"safety backup verified: {run.backup_archive}")
+
+
+def backup_and_verify(run: Run, name: str, log: str) -> tuple[CheckRecord, str | None]:
+    """Run the contract's backup action (its output in the artifact `log`), take the
+    archive's path from that output and verify it on the box: the record `name`, and the
+    archive's real path when it is verified (None when not: the record says why)."""
+    box = run.box
+    action = box.contract.actions.backup
+    assert action is not None  # the phases that back up refuse a contract without one
+    # MUTATE: the stack's own verb writes outside .gate/ (and may do more: quiesce, lock)
+    made = answered(box.control(action, kind=Kind.MUTATE, timeout=APPLY_TIMEOUT))
+    run.artifacts.write_text(log, made.stdout + made.stderr)
+    path = archive_path(made.stdout, box.contract.actions.backup_path)
+    facts: Reading[Mapping[str, Any]] = Reading()
+    if made.ok and path is not None:
+        facts = read_archive(box, path)
+        if facts.lost is not None:
+            raise facts.lost
+    reason = refusal(made.ok, made.exit_code, made.stdout, path, facts, box.contract)
+    record = CheckRecord(
+        name,
+        Verdict.FAIL if reason else Verdict.PASS,
+        "a regular file in the stack or backup dir holding " + ", ".join(box.contract.backup_holds),
+        reason or f"{path}: {facts.value.get('members') if facts.value else '?'} members",
+        reason or "",
+    )
+    if reason:
+        return record, None
+    assert facts.value is not None
+    return record, str(facts.value["real"])
 
 
 def archive_path(output: str, pattern: str) -> str | None:
@@ -165,12 +176,17 @@ def remove_archive(run: Run) -> None:
     """The run passed: the archive was only insurance; take it off the box."""
     archive = run.backup_archive
     assert archive is not None
-    removed = answered(run.box.run(f"rm -f -- {quote(archive)}", kind=Kind.MUTATE))
+    removed = delete_archive(run.box, archive)
     if removed.ok:
         run.backup_archive = None
         run.note(f"safety backup removed: {archive}")
     else:
         run.note(f"safety backup NOT removed (rm exited {removed.exit_code}): {archive}", "yellow")
+
+
+def delete_archive(box: Box, archive: str) -> Result:
+    """`rm -f` one archive the box named (mutate: it lies outside .gate/)."""
+    return answered(box.run(f"rm -f -- {quote(archive)}", kind=Kind.MUTATE))
 
 
 def rollback(run: Run, baseline: Baseline) -> None:

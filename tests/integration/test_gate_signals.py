@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,11 +19,14 @@ from conftest import ssh_args
 from harness import (
     Box,
     GateRun,
+    Running,
+    assert_restore_proven,
+    assert_restored,
     config_and_secret_hashes,
+    gate_state,
     install,
     kill_leftovers,
     run_gate,
-    start_gate,
     wait_for,
 )
 
@@ -46,74 +48,6 @@ def lock_lapsed(box: Box, run_id: str) -> bool:
     lines = journal.read_text().splitlines() if journal.exists() else []
     records = [json.loads(line) for line in lines]
     return any(r["run_id"] == run_id and r["event"] == "lock-lapsed" for r in records)
-
-
-def gate_state(box: Box) -> str:
-    return str(json.loads((box.path / ".gate" / "state.json").read_text())["state"])
-
-
-def assert_restored(box: Box, before: dict[str, str]) -> None:
-    after = config_and_secret_hashes(box)
-    changed = {p for p in before if after.get(p) != before[p]}
-    assert not changed, f"not restored: {sorted(changed)}"
-    assert all(p.startswith("secrets/") for p in set(after) - set(before))
-    assert gate_state(box) == "clean"
-
-
-def assert_restore_proven(run: GateRun) -> None:
-    proof = {c["name"]: c["verdict"] for c in run.summary["checks"] if c["phase"] == "restore"}
-    assert proof.get("restore: config bytes identical") == "pass", proof
-    assert len(proof) >= 5 and set(proof.values()) == {"pass"}, proof
-
-
-def commands(out: Path) -> list[str]:
-    found = []
-    for path in out.glob("*/events.jsonl"):
-        found += [json.loads(line)["command"] for line in path.read_text().splitlines()]
-    return found
-
-
-class Running:
-    """A gate run in the background, and the moments to signal it."""
-
-    def __init__(self, flags: list[str], out: Path) -> None:
-        self.out = out
-        self.proc = start_gate(*flags, out=out)
-
-    def after(self, needle: str, count: int = 1, timeout: float = 120) -> None:
-        """Wait until the count-th command containing `needle` has finished on the box."""
-
-        def seen() -> tuple[int, Any]:
-            return sum(needle in c for c in commands(self.out)), self.proc.poll()
-
-        got = wait_for(
-            f"{count}x {needle!r}",
-            seen,
-            lambda s: s[0] >= count or s[1] is not None,
-            timeout,
-        )
-        assert got[0] >= count, f"the run ended (exit {got[1]}) before {needle!r}: {self.console}"
-
-    def signal(self, signum: int) -> None:
-        self.proc.send_signal(signum)
-
-    def finish(self, timeout: float = 300) -> GateRun:
-        try:
-            code = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise
-        return GateRun(code, self.console, self.out)
-
-    @property
-    def console(self) -> str:
-        return (self.out.parent / f"{self.out.name}-console.txt").read_text()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture

@@ -80,6 +80,22 @@ def test_leak_token_to_log(make_box: Callable[..., Box]) -> None:
     assert token not in proc.stdout
 
 
+def test_restore_does_nothing(make_box: Callable[..., Box]) -> None:
+    box = with_defect(make_box, restore_does_nothing=True)
+    proc = box.ctl("backup")
+    archive = proc.stdout.split(": ", 1)[1].strip()
+    saved = file_hash(box.path / "config.json")
+    box.edit(pool={"tier": "main"})
+    diverged = file_hash(box.path / "config.json")
+    assert diverged != saved
+    proc = box.ctl("restore", archive)
+    assert proc.returncode == 0 and proc.stdout.startswith("Restored "), proc.stderr
+    assert file_hash(box.path / "config.json") == diverged
+    (box.path / "defects.json").unlink()
+    assert box.ctl("restore", archive).returncode == 0
+    assert file_hash(box.path / "config.json") == saved
+
+
 def restart_with(box: Box, service: str, **switches: object) -> None:
     """Turn switches on and restart the one service that reads them at start."""
     (box.path / "defects.json").write_text(json.dumps(switches))

@@ -3,9 +3,10 @@
 Unit tests of phases drive a real `gate.box.Box` over it and get the sample stack's answers
 in microseconds, with no process: an in-memory stack dir (config.json, .env, secrets/,
 .gate/), supervisord's programs with pids and start times, `stackctl` (status, apply,
-version, doctor, logs) and boxtool's verbs answered from that state the way the real ones
-would. Config validation, expected services, .env settings and per-service settings come
-from the sample stack's own pure functions (stacklib.config), so the fake follows the stack.
+version, doctor, logs, restart, backup, restore, down, up) and boxtool's verbs answered
+from that state the way the real ones would. Config validation, expected services, .env
+settings and per-service settings come from the sample stack's own pure functions
+(stacklib.config), so the fake follows the stack.
 
     stack = FakeStack()                       # healthy, applied, nothing wrong
     stack = FakeStack(api_overrides={"pool.tier": "main"})   # a defect switch (see Defects)
@@ -146,6 +147,8 @@ class Defects:
     """`stackctl restore ARCHIVE` exits 1 and changes nothing."""
     restore_noop: bool = False
     """`stackctl restore ARCHIVE` says it restored, exits 0 and changes nothing."""
+    restart_noop: bool = False
+    """`stackctl restart` says it restarted, exits 0 and restarts nothing (same pids)."""
     drop_at: int | None = None
     """The Nth command the target sees (1-based, holds included) loses the link."""
     drop_for_good: bool = False
@@ -416,7 +419,7 @@ class FakeStack:
         return Reply(0 if self._path(match["path"]) in self.dirs else 1)
 
     def _echo(self, match: re.Match[str], stdin: str) -> Reply:
-        return Reply(stdout=" ".join(shlex.split(match["words"])) + "\n")
+        return Reply(stdout=" ".join(shlex.split(match["words"] or "")) + "\n")
 
     def _sha256sum(self, match: re.Match[str], stdin: str) -> Reply:
         path = self._path(match["path"])
@@ -812,6 +815,13 @@ class FakeStack:
                 self.files[member] = dataclasses.replace(stored)
         return Reply(stdout=f"Restored config.json, .env and secrets/ from {path}\n")
 
+    def _ctl_restart(self, match: re.Match[str], stdin: str) -> Reply:
+        """Every program stopped and started again from its settings: new pids."""
+        if not self.defects.restart_noop:
+            for name, program in self.programs.items():
+                self.programs[name] = self._spawn(name, program.settings)
+        return Reply(stdout="Restarted\n")
+
     def _known(self, name: str) -> Reply | None:
         """stackctl's own refusal of a service the config does not run (exit 2)."""
         if name in stackconfig.expected_services(stackconfig.validate(self.config)):
@@ -995,7 +1005,7 @@ HANDLERS: tuple[tuple[re.Pattern[str], Handler], ...] = tuple(
         (rf"rm -f {_P}", FakeStack._rm),
         (rf"rm -f -- {_P}", FakeStack._rm_archive),
         (rf"test -d {_P}", FakeStack._test_dir),
-        (r"echo (?P<words>.*)", FakeStack._echo),
+        (r"echo(?: (?P<words>.*))?", FakeStack._echo),
         (rf"sha256sum {_P}", FakeStack._sha256sum),
         (r"(?:GATE_SPEC=\S+ )?python3 \.gate/boxtool\.py (?P<args>.+)", FakeStack._boxtool),
         (rf"{re.escape(CONTROL)} (?P<args>.+)", FakeStack._stackctl),
@@ -1014,6 +1024,7 @@ STACKCTL: tuple[tuple[re.Pattern[str], Handler], ...] = tuple(
         (r"logs (?P<service>\S+) -n (?P<lines>\d+)", FakeStack._ctl_logs),
         (r"backup", FakeStack._ctl_backup),
         (r"restore (?P<archive>\S+)", FakeStack._ctl_restore),
+        (r"restart", FakeStack._ctl_restart),
         (r"down", FakeStack._ctl_down),
         (r"stop (?P<service>\S+)", FakeStack._ctl_stop),
         (r"start (?P<service>\S+)", FakeStack._ctl_start),

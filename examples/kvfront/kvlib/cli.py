@@ -136,8 +136,22 @@ def _service(box: Path, name: str) -> list[str]:
     return expected
 
 
+GUARDED = {"redis": "REDIS_PASSWORD", "replica": "REDIS_PASSWORD"}
+"""Fail closed: kvctl never starts these without their password in .env (whatever an older
+rendered conf still holds), like compose's `${REDIS_PASSWORD:?}`."""
+
+
+def _refuse_unguarded(box: Path, names: list[str]) -> None:
+    env = read_env(box)
+    for name in names:
+        key = GUARDED.get(name)
+        if key and not env.get(key, "").strip():
+            raise Refused(f"refusing to start {name} without a password ({key} is empty in .env)")
+
+
 def cmd_up(box: Path, args: argparse.Namespace) -> int:
     expected = _applied(box)["services"]
+    _refuse_unguarded(box, expected)
     sup = Supervisor(box)
     if not sup.running():
         sup.start_daemon()
@@ -173,6 +187,7 @@ def cmd_restart(box: Path, args: argparse.Namespace) -> int:
     if not sup.running():
         return cmd_up(box, args)
     present = [n for n in expected if n in sup.processes()]
+    _refuse_unguarded(box, present)
     sup.stop_many(present)
     for name in apply._ordered(present):
         sup.call("startProcess", name, False, ok_faults=("ALREADY_STARTED",))
@@ -195,6 +210,7 @@ def cmd_start(box: Path, args: argparse.Namespace) -> int:
     sup = Supervisor(box)
     if args.service not in sup.processes():
         raise Refused(f"{args.service} is removed (kvctl up brings it back)")
+    _refuse_unguarded(box, [args.service])
     sup.call("startProcess", args.service, False, ok_faults=("ALREADY_STARTED",))
     print(f"Started: {args.service}")
     return 0

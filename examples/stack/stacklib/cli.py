@@ -10,6 +10,7 @@ import json
 import signal
 import socket
 import sys
+import time
 import xmlrpc.client
 from collections import deque
 from collections.abc import Callable
@@ -89,14 +90,35 @@ def cmd_stop(box: Path, args: argparse.Namespace) -> int:
     return 0
 
 
+START_SETTLE_S = 2.0
+"""How long a started service must stay up for `start` to report it started: one that
+refuses to start (the proxy without its token) exits within it, and `start` fails."""
+
+
 def cmd_start(box: Path, args: argparse.Namespace) -> int:
     name = known_service(box, args.service)
     sup = running_supervisor(box)
     if name not in sup.processes():
         raise ApplyFailed(f"{name} was removed: run stackctl up")
     sup.call("startProcess", name, True, ok_faults=("ALREADY_STARTED",))
+    ended = ended_within(sup, name, START_SETTLE_S)
+    if ended:
+        raise ApplyFailed(f"{name} {ended} right after it started: see stackctl logs {name}")
     print(f"Started: {name}")
     return 0
+
+
+def ended_within(sup: Supervisor, name: str, seconds: float) -> str:
+    """How `name` ended if it stopped running within `seconds` of now; "" if it stayed up."""
+    deadline = time.monotonic() + seconds
+    first = sup.processes().get(name, {}).get("pid")
+    while True:
+        info = sup.processes().get(name, {})
+        if info.get("statename") not in ("STARTING", "RUNNING") or info.get("pid") != first:
+            return f"exited (exit status {info.get('exitstatus')})"
+        if time.monotonic() >= deadline:
+            return ""
+        time.sleep(0.05)
 
 
 def cmd_kill(box: Path, args: argparse.Namespace) -> int:

@@ -12,6 +12,8 @@ KNOWN = (
     "fail_apply_on_tier",
     "rewrite_config_on_apply",
     "leak_token_to_log",
+    "restore_does_nothing",
+    "start_proxy_without_token",
     "proxy_ignores_node",
     "node_wedges_after_freeze",
 )

@@ -36,7 +36,7 @@ class Admission:
         self.shares = 0
         self.seen: dict[str, float] = {}
         self.lock = threading.Lock()
-        self.ignores_node = _switch(rt, "proxy_ignores_node")
+        self.ignores_node = _defect(rt, "proxy_ignores_node")
 
     def node_seen(self, ok: bool) -> None:
         now = time.monotonic()
@@ -78,10 +78,10 @@ class Admission:
 def main() -> None:
     rt = start("proxy")
     token = rt.env.get("PROXY_AUTH_TOKEN", "")
-    if not token:
+    if not token and not _defect(rt, "start_proxy_without_token"):
         log("proxy", "refusing to start an unauthenticated proxy control API")
         sys.exit(1)
-    if _switch(rt, "leak_token_to_log"):
+    if _defect(rt, "leak_token_to_log"):
         log("proxy", f"debug: auth token is {token}")
     adm = Admission(rt)
 
@@ -107,14 +107,14 @@ def main() -> None:
         time.sleep(max(0.25, min(0.5, rt.scaled(1.0))))
 
 
-def _switch(rt: Runtime, name: str) -> bool:
-    """A defect switch (opt-in, for gate's own tests): `leak_token_to_log`, or
-    `proxy_ignores_node` (keeps admitting with the node down, whatever the debounce)."""
+def _defect(rt: Runtime, switch: str) -> bool:
+    """A defect switch of defects.json (opt-in, for gate's own tests), e.g.
+    `proxy_ignores_node`: keep admitting with the node down, whatever the debounce."""
     if not rt.box.joinpath("defects.json").exists():
         return False
     from stacklib.defects import load
 
-    return bool(load(rt.box).get(name))
+    return bool(load(rt.box).get(switch))
 
 
 if __name__ == "__main__":
