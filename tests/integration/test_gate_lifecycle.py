@@ -79,6 +79,8 @@ def test_lifecycle_is_green_on_the_sample_and_the_box_is_put_back(
     for name in (RESTARTED, SCOPE, REVERTED, DIVERGED, BYTES_BACK, SECRETS_BACK):
         assert found[name] == "pass", name
     assert "node recreated" in run.summary["checks"][_index(run, SCOPE)]["evidence"]
+    assert found["lifecycle failover: node stopped: recovered within 60s"] == "pass", found
+    assert [f["phase"] for f in run.summary["faults"]] == ["lifecycle"]
     commands = [e["command"] for e in run.events]
     assert any(c.endswith("stackctl restart") for c in commands), commands
     assert any(" restore " in c and "backups/" in c for c in commands), commands
@@ -181,6 +183,7 @@ def test_lifecycle_is_green_on_kvfront(
     for name in (RESTARTED, SCOPE, REVERTED, DIVERGED, BYTES_BACK, SECRETS_BACK):
         assert found[name] == "pass", name
     assert "lifecycle change: front.tls=true (touches front)" in run.output
+    assert found["lifecycle failover: redis stopped: recovered within 30s"] == "pass", found
     assert "restore proven" in run.output
     after = kv_hashes(box)
     assert {p: h for p, h in after.items() if p in hashes} == hashes
