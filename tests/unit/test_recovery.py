@@ -1,0 +1,282 @@
+"""What a run leaves behind when it ends badly, and how `--recover` uses it, on the fake stack.
+
+A run is cut off (`cut_off`: every command from one point on never reaches the box, as after
+SIGKILL or a link lost for good: the box cannot tell them apart) after a destructive phase
+opened a repair, broke the stack and, with --safety-backup, a verified archive was
+journaled. `--recover` then mends the repair, restores and proves; it removes the archive
+when the restore is proven, rolls back from it when not, and keeps and names it when even
+that fails. A link lost while the engine mends (`mend_all` in `_finish`) leaves the box
+dirty with the repair open for `--recover`, and no restore runs over the unmended break.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakestack import FakeStack
+from test_engine import Outcome, contract_file, gate
+
+from gate.box import Kind
+from gate.engine.run import Run
+from gate.options import Flag
+from gate.phases import Phase, register, unregister
+from gate.phases.safety_backup import journaled_archive
+from gate.repairs import Repair, control, open_repair
+from gate.snapshot import BASELINE_CONFIG, JOURNAL_FILE
+from gate.testing.double import Lost, Reply
+
+MARK = "echo breaker-is-done"
+ARCHIVE = "backups/backup-1.tar.gz"
+KEY = "secrets/node.key"
+SCENARIO = ["local-defaults"]
+WHAT = "the stack brought back up"
+
+
+class Breaker(Phase):
+    """A destructive phase: opens a repair (`up`), takes the stack down, may rotate a key."""
+
+    name = "breaker"
+    mutates = True
+    destructive = True
+    flag = Flag("breaker", "a destructive phase that takes the stack down (tests)")
+
+    def __init__(self) -> None:
+        self.stack: FakeStack | None = None
+        self.rotate_key = False
+
+    def run(self, run: Run) -> None:
+        open_repair(run, Repair("stack-down", WHAT, (control("up"),)))
+        run.box.control("down", kind=Kind.MUTATE)
+        if self.rotate_key and self.stack is not None:
+            self.stack.files[KEY].text = "rotated-by-the-phase\n"  # no config restore puts it back
+        run.box.run(MARK, kind=Kind.MUTATE)
+
+
+@pytest.fixture
+def breaker() -> Iterator[Breaker]:
+    phase = Breaker()
+    register(phase)
+    yield phase
+    unregister(phase.name)
+
+
+@pytest.fixture
+def contract(tmp_path: Path) -> Path:
+    return contract_file(tmp_path)
+
+
+def cut_off(stack: FakeStack, command: str) -> None:
+    """The runner is gone from `command` on: it never reaches the box, nor does anything
+    after it (SIGKILL and a link lost for good leave the box the same)."""
+    stack.target.once(command, Lost("the runner was killed (scripted)", reconnect=False))
+
+
+def come_back(stack: FakeStack) -> None:
+    """A new runner reaches the box again."""
+    stack.target.reachable = True
+
+
+def state(stack: FakeStack) -> str:
+    return str(json.loads(stack.files[".gate/state.json"].text)["state"])
+
+
+def journal(stack: FakeStack) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stack.files[JOURNAL_FILE].text.splitlines()]
+
+
+def killed_run(
+    stack: FakeStack, breaker: Breaker, contract: Path, tmp_path: Path, **flags: Any
+) -> Outcome:
+    """A --breaker run cut off once the stack is down: the box dirty, the repair open."""
+    breaker.stack = stack
+    stack.target.on(MARK, Reply(0))
+    cut_off(stack, MARK)
+    run = gate(stack, contract, tmp_path / "killed", breaker=True, scenario=SCENARIO, **flags)
+    assert stack.target.commands[-1] == MARK, "a command reached the box after the cut"
+    assert state(stack) == "dirty", run.console
+    assert all(p.state != "running" for p in stack.programs.values()), "the stack is not down"
+    come_back(stack)
+    return run
+
+
+def recover(stack: FakeStack, contract: Path, tmp_path: Path) -> Outcome:
+    stack.target.calls.clear()
+    return gate(stack, contract, tmp_path / "recovered", recover=True)
+
+
+def test_a_proven_recover_removes_the_archive_the_killed_run_left(
+    breaker: Breaker, contract: Path, tmp_path: Path
+) -> None:
+    stack = FakeStack()
+    env, cfg = stack.files[".env"].text, stack.files["config.json"].text
+    killed_run(stack, breaker, contract, tmp_path, safety_backup=True)
+    assert ARCHIVE in stack.archives, "the killed run left no archive to recover with"
+
+    run = recover(stack, contract, tmp_path)
+    assert run.code == 0, run.console
+    commands = stack.target.commands
+    up = commands.index("./stackctl up")
+    restore = next(i for i, c in enumerate(commands) if c.startswith(f"cp -p {BASELINE_CONFIG}"))
+    assert up < restore, "the repair was not mended before the restore"
+    assert not any("stackctl restore" in c for c in commands), "a proven restore rolled back"
+    assert ARCHIVE not in stack.archives and ARCHIVE not in stack.files, "archive left behind"
+    assert f"safety backup removed: {stack.dir}/{ARCHIVE}" in run.console
+    removed = [e for e in journal(stack) if e["event"] == "backup-removed"]
+    assert [e["archive"] for e in removed] == [f"{stack.dir}/{ARCHIVE}"]
+    assert state(stack) == "clean"
+    assert (stack.files[".env"].text, stack.files["config.json"].text) == (env, cfg)
+
+
+def test_an_unproven_restore_rolls_back_from_the_killed_runs_archive_and_proves(
+    breaker: Breaker, contract: Path, tmp_path: Path
+) -> None:
+    breaker.rotate_key = True
+    stack = FakeStack()
+    key = stack.files[KEY].text
+    killed_run(stack, breaker, contract, tmp_path, safety_backup=True)
+    assert stack.files[KEY].text != key
+
+    run = recover(stack, contract, tmp_path)
+    assert run.code == 1, run.console  # proven in the end, but the baseline alone failed
+    assert run.summary["verdict"] == "failed"
+    archive = f"{stack.dir}/{ARCHIVE}"
+    assert f"rolling back from the safety backup {archive}" in run.console
+    commands = stack.target.commands
+    assert f"./stackctl restore {archive}" in commands
+    assert run.verdict("rollback: secrets (files) equal the baseline") == "pass"
+    assert run.console.count("restore proven") == 1
+    assert stack.files[KEY].text == key
+    assert ARCHIVE not in stack.archives, "the archive outlived a proven rollback"
+    assert state(stack) == "clean"
+
+
+def test_a_rollback_that_fails_in_the_recover_keeps_the_archive_and_is_dirty(
+    breaker: Breaker, contract: Path, tmp_path: Path
+) -> None:
+    breaker.rotate_key = True
+    stack = FakeStack()
+    killed_run(stack, breaker, contract, tmp_path, safety_backup=True)
+    stack.defects.restore_fails = True
+
+    run = recover(stack, contract, tmp_path)
+    assert run.code == 4, run.console
+    assert f"archive KEPT at {stack.dir}/{ARCHIVE}" in run.console
+    assert ARCHIVE in stack.archives
+    assert state(stack) == "dirty"
+    assert all(p.state == "running" for p in stack.programs.values()), "not brought up anyway"
+
+
+def test_an_archive_gone_since_the_kill_is_not_rolled_back_from(
+    breaker: Breaker, contract: Path, tmp_path: Path
+) -> None:
+    breaker.rotate_key = True
+    stack = FakeStack()
+    killed_run(stack, breaker, contract, tmp_path, safety_backup=True)
+    del stack.files[ARCHIVE]
+
+    run = recover(stack, contract, tmp_path)
+    assert run.code == 4, run.console
+    assert "the safety backup of the killed run cannot be used" in run.console
+    assert "is not a regular file (missing)" in run.console
+    assert not any("stackctl restore" in c for c in stack.target.commands)
+
+
+def test_without_an_archive_an_unproven_recover_is_dirty_and_rolls_nothing_back(
+    breaker: Breaker, contract: Path, tmp_path: Path
+) -> None:
+    breaker.rotate_key = True
+    stack = FakeStack()
+    killed_run(stack, breaker, contract, tmp_path, no_backup=True)
+
+    run = recover(stack, contract, tmp_path)
+    assert run.code == 4, run.console
+    assert "./stackctl up" in stack.target.commands, "the open repair was not mended"
+    assert not any("stackctl restore" in c for c in stack.target.commands)
+    assert "safety backup" not in run.console
+
+
+def test_the_archive_of_a_keep_run_is_removed_by_the_recover_that_puts_the_box_back(
+    contract: Path, tmp_path: Path
+) -> None:
+    stack = FakeStack()
+    kept = gate(
+        stack, contract, tmp_path / "kept", safety_backup=True, scenario=SCENARIO, keep=True
+    )
+    assert kept.code == 0, kept.console
+    assert f"--keep: the safety backup is kept at {stack.dir}/{ARCHIVE}" in kept.console
+    assert ARCHIVE in stack.archives
+    run = recover(stack, contract, tmp_path)
+    assert run.code == 0, run.console
+    assert ARCHIVE not in stack.archives, "--recover left the --keep run's archive"
+
+
+@pytest.mark.parametrize(
+    ("events", "archive"),
+    [
+        ([], None),
+        ([{"event": "backup", "archive": "/b/1.tgz"}], "/b/1.tgz"),
+        ([{"event": "backup", "archive": "/b/1.tgz"}, {"event": "phase"}], "/b/1.tgz"),
+        (
+            [{"event": "backup", "archive": "/b/1.tgz"},
+             {"event": "backup-removed", "archive": "/b/1.tgz"}],
+            None,
+        ),
+        (
+            [{"event": "backup", "archive": "/b/1.tgz"},
+             {"event": "backup-removed", "archive": "/b/other.tgz"}],
+            "/b/1.tgz",
+        ),
+        ([{"event": "backup", "archive": ""}], None),
+    ],
+)  # fmt: skip
+def test_the_journaled_archive_is_the_last_verified_one_not_removed(
+    events: list[dict[str, Any]], archive: str | None
+) -> None:
+    assert journaled_archive(events) == archive
+
+
+# --- a link lost while the engine mends: no restore over the break, --recover later -------
+
+
+def lose_the_mend(stack: FakeStack) -> None:
+    """The repair's `up` loses the link (it comes back for what follows)."""
+    stack.target.once(re.compile(r"^\./stackctl up$"), Lost("link reset while mending"))
+
+
+@pytest.mark.parametrize("backup", [False, True], ids=["no-backup", "safety-backup"])
+def test_a_link_lost_while_mending_leaves_the_box_dirty_for_recover(
+    breaker: Breaker, contract: Path, tmp_path: Path, backup: bool
+) -> None:
+    stack = FakeStack()
+    breaker.stack = stack
+    stack.target.on(MARK, Reply(0))
+    lose_the_mend(stack)
+    flags = {"safety_backup": True} if backup else {"no_backup": True}
+    run = gate(stack, contract, tmp_path / "lost", breaker=True, scenario=SCENARIO, **flags)
+
+    assert run.code == 4, run.console
+    lines = [ln for ln in run.console.splitlines() if "lost while mending" in ln]
+    assert len(lines) == 1, run.console
+    (line,) = lines
+    assert f"the link was lost while mending ({WHAT}): 1 repair(s) left open" in line
+    assert "--recover` mends them and restores" in line
+    assert ("safety backup is KEPT at" in line) is backup, line
+    assert run.verdict(f"repair: {WHAT}") == "inconclusive"
+    assert not any(c.startswith(f"cp -p {BASELINE_CONFIG}") for c in stack.target.commands), (
+        "a restore ran over the unmended break"
+    )
+    assert state(stack) == "dirty"
+    assert (ARCHIVE in stack.archives) is backup
+
+    recovered = recover(stack, contract, tmp_path)
+    assert recovered.code == 0, recovered.console
+    assert "./stackctl up" in stack.target.commands
+    assert f"recover: {WHAT}: mended" in recovered.console
+    assert all(p.state == "running" for p in stack.programs.values())
+    assert state(stack) == "clean"
+    assert ARCHIVE not in stack.archives
