@@ -12,7 +12,9 @@ dirty with the repair open for `--recover`, and no restore runs over the unmende
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,13 +24,14 @@ from fakestack import FakeStack
 from test_engine import Outcome, contract_file, gate
 
 from gate.box import Kind
+from gate.checks import CheckRecord, Verdict
 from gate.engine.run import Run
 from gate.options import Flag
 from gate.phases import Phase, register, unregister
 from gate.phases.safety_backup import journaled_archive
 from gate.repairs import Repair, control, open_repair
 from gate.snapshot import BASELINE_CONFIG, JOURNAL_FILE
-from gate.testing.double import Lost, Reply
+from gate.testing.double import Answer, Lost, Reply
 
 MARK = "echo breaker-is-done"
 ARCHIVE = "backups/backup-1.tar.gz"
@@ -48,6 +51,7 @@ class Breaker(Phase):
     def __init__(self) -> None:
         self.stack: FakeStack | None = None
         self.rotate_key = False
+        self.fail = False
 
     def run(self, run: Run) -> None:
         open_repair(run, Repair("stack-down", WHAT, (control("up"),)))
@@ -55,6 +59,8 @@ class Breaker(Phase):
         if self.rotate_key and self.stack is not None:
             self.stack.files[KEY].text = "rotated-by-the-phase\n"  # no config restore puts it back
         run.box.run(MARK, kind=Kind.MUTATE)
+        if self.fail:
+            run.add(CheckRecord("breaker: survived", Verdict.FAIL, "yes", "no", phase="breaker"))
 
 
 @pytest.fixture
@@ -280,3 +286,57 @@ def test_a_link_lost_while_mending_leaves_the_box_dirty_for_recover(
     assert all(p.state == "running" for p in stack.programs.values())
     assert state(stack) == "clean"
     assert ARCHIVE not in stack.archives
+
+
+# --- a signal while the backup runs, or while the rollback runs ---------------------------
+
+
+def signal_during(stack: FakeStack, command: str, signum: int) -> None:
+    """`command` runs on the box while the signal arrives (the box answers it as ever)."""
+
+    def answer(match: re.Match[str], stdin: str) -> Answer:
+        os.kill(os.getpid(), signum)
+        return stack._shell(match, stdin)
+
+    stack.target.once(command, answer)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_the_backup_runs_verifies_it_rolls_back_and_removes_it(
+    contract: Path, tmp_path: Path, signum: int
+) -> None:
+    stack = FakeStack()
+    files = {p: stack.files[p].text for p in (".env", "config.json", KEY)}
+    signal_during(stack, "./stackctl backup", signum)
+    run = gate(stack, contract, tmp_path, safety_backup=True, scenario=SCENARIO)
+    assert run.code == 128 + signum, run.console
+    assert run.verdict("safety-backup: archive verified") == "pass"
+    assert [e["event"] for e in journal(stack)].count("backup") == 1
+    commands = stack.target.commands
+    assert not any("boxtool.py render" in c for c in commands), "the matrix ran after it"
+    assert f"./stackctl restore {stack.dir}/{ARCHIVE}" in commands, "no rollback"
+    assert "restore proven" in run.console
+    assert ARCHIVE not in stack.archives and not stack.archives, "an archive was left behind"
+    assert {p: stack.files[p].text for p in files} == files
+    assert state(stack) == "clean"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_during_the_rollback_does_not_cut_it_short(
+    breaker: Breaker, contract: Path, tmp_path: Path, signum: int
+) -> None:
+    breaker.stack, breaker.rotate_key, breaker.fail = FakeStack(), True, True
+    stack = breaker.stack
+    key = stack.files[KEY].text
+    stack.target.on(MARK, Reply(0))
+    signal_during(stack, re.compile(rf"^\./stackctl restore {re.escape(stack.dir)}/"), signum)
+    run = gate(stack, contract, tmp_path, breaker=True, safety_backup=True, scenario=SCENARIO)
+    assert run.code == 128 + signum, run.console
+    commands = stack.target.commands
+    restore = next(i for i, c in enumerate(commands) if c.startswith("./stackctl restore "))
+    assert "./stackctl up" in commands[restore:], "the rollback was cut short"
+    assert run.verdict("rollback: secrets (files) equal the baseline") == "pass"
+    assert "restore proven" in run.console
+    assert not stack.archives
+    assert stack.files[KEY].text == key
+    assert state(stack) == "clean"
