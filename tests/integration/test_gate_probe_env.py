@@ -2,7 +2,8 @@
 
 kvfront's `redis-replication` probe runs the stock redis-cli with REDISCLI_AUTH set on the
 box from .env (`env={"REDISCLI_AUTH": "REDIS_PASSWORD"}`, boxtool `exec ... VAR=ENV_KEY`).
-A thread samples `ps -eo args` as fast as it can while `gate --check` runs: the password
+A thread samples `ps -ww -eo args` as fast as it can while `gate --check` runs (`-ww`: a
+piped ps cuts every line at 80 columns, and the control below fails without it): the password
 never appears in any process's arguments, and the sampler did see the probe's process (else
 the test proves nothing). A positive control first shows that the sampler does see a
 secret that is on a command line.
@@ -30,7 +31,7 @@ milliseconds; a loaded box may run ps slower than that)."""
 
 
 class Sampler(threading.Thread):
-    """Every distinct `ps -eo args` line seen while it runs."""
+    """Every distinct `ps -ww -eo args` line (whole, never cut) seen while it runs."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
@@ -41,7 +42,7 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         while not self._done.is_set():
             out = subprocess.run(
-                ["ps", "-eo", "args"], capture_output=True, text=True, check=False
+                ["ps", "-ww", "-eo", "args"], capture_output=True, text=True, check=False
             ).stdout
             self.lines.update(out.splitlines())
             self.samples += 1
