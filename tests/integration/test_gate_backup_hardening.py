@@ -14,17 +14,25 @@ signal from the box, no sleeps in the test).
 
 from __future__ import annotations
 
-import json
 import signal
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from conftest import ssh_args
-from harness import Box, GateRun, config_and_secret_hashes, run_gate, start_gate, wait_for
-from test_gate_safety_backup import FAILING_CHECK
-from test_gate_signals import Running, lock_lapsed
-from test_lock import kill_sessions
+from harness import (
+    FAILING_CHECK,
+    Box,
+    GateRun,
+    Running,
+    config_and_secret_hashes,
+    gate_state,
+    kill_sessions,
+    lock_lapsed,
+    run_gate,
+    start_gate,
+    wait_for,
+)
 
 from gate.testing.sshd import Sshd
 
@@ -33,10 +41,6 @@ pytestmark = pytest.mark.slow
 SCENARIO = "nano-cache-lan"  # its restore has work to do
 APPLIED = "stackctl apply -y"
 EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
-
-
-def gate_state(box: Box) -> str:
-    return str(json.loads((box.path / ".gate" / "state.json").read_text())["state"])
 
 
 def archives(box: Box) -> list[Path]:
