@@ -14,7 +14,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -74,8 +74,9 @@ def kv_box(tmp_path: Path) -> Iterator[Box]:
 
 
 def test_a_command_probes_secret_is_in_no_process_argv(
-    kv_box: Box, sampler: Sampler, tmp_path: Path
+    kv_box: Box, sampler: Sampler, via: Callable[[Box], list[str]], tmp_path: Path
 ) -> None:
+    """Locally and over the real sshd (the session's shell is a process too)."""
     password = secret_values(kv_box)["REDIS_PASSWORD"]
     # the positive control: a secret on a command line is seen by this very sampler
     control = subprocess.Popen(
@@ -89,7 +90,7 @@ def test_a_command_probes_secret_is_in_no_process_argv(
         control.wait(timeout=30)
     sampler.lines.clear()
 
-    flags = ["--local", "--dir", str(kv_box.path), "--matrix", str(CONTRACT), "--check"]
+    flags = [*via(kv_box), "--matrix", str(CONTRACT), "--check"]
     runs = []
     for attempt in range(ATTEMPTS):
         runs.append(run_gate(*flags, out=tmp_path / f"check-{attempt}"))
