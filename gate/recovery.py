@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gate.errors import BoxDirty
+from gate.errors import BoxDirty, Unreachable
 from gate.phases.safety_backup import journaled_archive, remove_archive, rollback, still_verified
 from gate.repairs import journal_events, open_in, run_steps
 from gate.restore import restore_and_prove
@@ -48,7 +48,10 @@ def recover(run: Run, baseline: Baseline, killed: str) -> None:
 
 def roll_back(run: Run, baseline: Baseline, archive: str, unproven: BoxDirty) -> None:
     """The restore alone did not prove the box: the killed run's archive, then prove again."""
-    why = still_verified(run.box, archive)
+    try:
+        why = still_verified(run.box, archive)
+    except Unreachable as exc:  # could not ask: the box stays dirty, the archive where it is
+        raise BoxDirty(f"{unproven}; the safety backup is KEPT at {archive}: {exc}") from exc
     if why:
         raise BoxDirty(
             f"{unproven}; the safety backup of the killed run cannot be used ({why})"

@@ -201,7 +201,11 @@ def remove_archive(run: Run) -> None:
     """The run passed: the archive was only insurance; take it off the box."""
     archive = run.backup_archive
     assert archive is not None
-    removed = delete_archive(run.box, archive)
+    try:
+        removed = delete_archive(run.box, archive)
+    except Unreachable as exc:
+        run.note(f"safety backup NOT removed (could not ask: {exc}): {archive}", "yellow")
+        raise
     if removed.ok:
         run.backup_archive = None
         run.journal_note(REMOVED, archive=archive)

@@ -340,3 +340,53 @@ def test_a_signal_during_the_rollback_does_not_cut_it_short(
     assert not stack.archives
     assert stack.files[KEY].text == key
     assert state(stack) == "clean"
+
+
+# --- the link drops during the rollback, or while the recover uses the archive ------------
+
+
+def test_a_link_lost_mid_rollback_keeps_the_archive_claims_nothing_and_recover_mends(
+    breaker: Breaker, contract: Path, tmp_path: Path
+) -> None:
+    breaker.stack, breaker.rotate_key, breaker.fail = FakeStack(), True, True
+    stack = breaker.stack
+    key = stack.files[KEY].text
+    stack.target.on(MARK, Reply(0))
+    stack.target.once(re.compile(r"^\./stackctl restore "), Lost("link reset mid-rollback"))
+    run = gate(stack, contract, tmp_path / "lost", breaker=True, safety_backup=True,
+               scenario=SCENARIO)  # fmt: skip
+    assert run.code == 4, run.console
+    assert f"rollback could not finish: archive KEPT at {stack.dir}/{ARCHIVE}" in run.console
+    assert "restore proven" not in run.console
+    assert not any(c.startswith(f"cp -p {BASELINE_CONFIG}") for c in stack.target.commands)
+    assert ARCHIVE in stack.archives and state(stack) == "dirty"
+
+    recovered = recover(stack, contract, tmp_path)
+    assert recovered.code == 1, recovered.console  # the key needed the archive
+    assert stack.files[KEY].text == key
+    assert not stack.archives and state(stack) == "clean"
+
+
+def test_a_link_lost_while_the_recover_checks_the_archive_is_dirty_naming_it(
+    breaker: Breaker, contract: Path, tmp_path: Path
+) -> None:
+    breaker.rotate_key = True
+    stack = FakeStack()
+    killed_run(stack, breaker, contract, tmp_path, safety_backup=True)
+    stack.target.once(re.compile(r"boxtool\.py archive "), Lost("link reset", reconnect=False))
+    run = recover(stack, contract, tmp_path)
+    assert run.code == 4, run.console
+    assert f"the safety backup is KEPT at {stack.dir}/{ARCHIVE}" in run.console
+    assert ARCHIVE in stack.archives
+
+
+def test_a_link_lost_while_removing_the_archive_says_where_it_stays(
+    contract: Path, tmp_path: Path
+) -> None:
+    stack = FakeStack()
+    stack.target.once(re.compile(r"^rm -f -- "), Lost("link reset", reconnect=False))
+    run = gate(stack, contract, tmp_path, safety_backup=True, scenario=SCENARIO)
+    assert run.code == 3, run.console
+    assert "safety backup NOT removed (could not ask: " in run.console
+    assert f"): {stack.dir}/{ARCHIVE}" in run.console
+    assert state(stack) == "clean", "the proven restore was not recorded"
