@@ -2,11 +2,12 @@
 
 The killed run's on-box journal holds the repairs it opened and never closed, and the
 safety backup it verified (`backup` event) and never removed. The recover mends those
-repairs, then restores the baseline and proves it. Proven: the archive was only insurance
-and is removed. Not proven, with an archive: the archive is verified again, the box is
-rolled back from it (down, restore ARCHIVE, up; config bytes and secrets proven) and
-restored and proven once more; if that fails too, the archive is kept and named (BoxDirty,
-exit 4). The failed first proof stays in the records: the baseline alone did not suffice.
+repairs (newest first), then restores the baseline and proves it. Proven: the archive was
+only insurance and is removed. Not proven, with an archive: the archive is verified again,
+the box is rolled back from it (down, restore ARCHIVE, up; config bytes and secrets
+proven) and restored and proven once more; if that fails too, the archive is kept and
+named (BoxDirty, exit 4). The failed first proof stays in the records: the baseline alone
+did not suffice.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from gate.errors import BoxDirty, Unreachable
 from gate.phases.safety_backup import journaled_archive, remove_archive, rollback, still_verified
-from gate.repairs import journal_events, open_in, run_steps
+from gate.repairs import Repair, journal_events, open_in, run_steps
 from gate.restore import restore_and_prove
 from gate.snapshot import Baseline
 
@@ -32,9 +33,7 @@ def recover(run: Run, baseline: Baseline, killed: str) -> None:
     archive = journaled_archive(events)
     if archive is not None:
         run.note(f"recover: run {killed} left a verified safety backup: {archive}")
-    for repair in open_in(events):
-        failures = run_steps(run.box, repair.steps)
-        run.note(f"recover: {repair.what}: {'; '.join(failures) or 'mended'}")
+    mend_left_open(run, open_in(events))
     try:
         restore_and_prove(run, baseline)
     except BoxDirty as exc:
@@ -44,6 +43,20 @@ def recover(run: Run, baseline: Baseline, killed: str) -> None:
     if archive is not None:
         run.backup_archive = archive
         remove_archive(run)
+
+
+def mend_left_open(run: Run, repairs: list[Repair]) -> None:
+    """Run each repair's steps, newest first as the engine mends (undo in reverse order),
+    one line each; a lost link leaves the box dirty for the next --recover."""
+    for repair in reversed(repairs):
+        try:
+            failures = run_steps(run.box, repair.steps)
+        except Unreachable as exc:
+            raise BoxDirty(
+                f"the link was lost while mending ({repair.what}), the box stays dirty: "
+                f"run `{run.hint('--recover')}` again: {exc}"
+            ) from exc
+        run.note(f"recover: {repair.what}: {'; '.join(failures) or 'mended'}")
 
 
 def roll_back(run: Run, baseline: Baseline, archive: str, unproven: BoxDirty) -> None:

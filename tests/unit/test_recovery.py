@@ -30,7 +30,7 @@ from gate.options import Flag
 from gate.phases import Phase, register, unregister
 from gate.phases.safety_backup import journaled_archive
 from gate.repairs import Repair, control, open_repair
-from gate.snapshot import BASELINE_CONFIG, JOURNAL_FILE
+from gate.snapshot import BASELINE_CONFIG, JOURNAL_FILE, Journal
 from gate.testing.double import Answer, Lost, Reply
 
 MARK = "echo breaker-is-done"
@@ -390,3 +390,31 @@ def test_a_link_lost_while_removing_the_archive_says_where_it_stays(
     assert "safety backup NOT removed (could not ask: " in run.console
     assert f"): {stack.dir}/{ARCHIVE}" in run.console
     assert state(stack) == "clean", "the proven restore was not recorded"
+
+
+def test_the_recover_mends_newest_first_and_a_lost_link_there_is_dirty(
+    contract: Path, tmp_path: Path
+) -> None:
+    """Two repairs left open: undone in reverse order; the link lost on the first is 4."""
+    stack = FakeStack()
+    box = stack.connect()
+    first = Repair("a", "first opened", (control("up"),))
+    second = Repair("b", "second opened", (control("down"),))
+    kept = gate(stack, contract, tmp_path / "kept", scenario=SCENARIO, keep=True)
+    assert kept.code == 0, kept.console
+    run_id = json.loads(stack.files[".gate/state.json"].text)["run_id"]
+    journal_ = Journal(box, run_id, "matrix")
+    journal_.note("repair-open", **first.to_json())
+    journal_.note("repair-open", **second.to_json())
+
+    stack.target.once(re.compile(r"^\./stackctl down$"), Lost("link reset", reconnect=False))
+    lost = recover(stack, contract, tmp_path)
+    assert lost.code == 4, lost.console
+    assert "the link was lost while mending (second opened), the box stays dirty" in lost.console
+    assert state(stack) == "dirty"
+
+    come_back(stack)
+    again = gate(stack, contract, tmp_path / "again", recover=True)
+    assert again.code == 0, again.console
+    notes = [ln for ln in again.console.splitlines() if ln.startswith("recover: ")]
+    assert [n.split(":")[1].strip() for n in notes] == ["second opened", "first opened"]
