@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from gate.box import APPLY_TIMEOUT, Box, Kind, answered
 from gate.checks import CheckRecord, Verdict
+from gate.errors import BoxDirty, Unreachable
 from gate.snapshot import JOURNAL_FILE
 
 if TYPE_CHECKING:
@@ -101,10 +102,30 @@ def run_steps(box: Box, steps: Sequence[Step]) -> list[str]:
 
 def mend_all(run: Run) -> None:
     """The engine, before its rollback and restore: mend what the phases left open, newest
-    first; a repair that fails is a FAIL record (the restore's proof then decides dirty)."""
+    first; a repair that fails is a FAIL record (the restore's proof then decides dirty).
+
+    A link lost while mending stops here: no restore may overlay a repair that did not run
+    (its proof might pass and mark the box clean with the break still in). The repairs stay
+    open in the on-box journal, the box stays dirty, and `--recover` mends them (BoxDirty).
+    """
     for key in reversed(list(run.repairs)):
         what = run.repairs[key].what
-        failures = mend(run, key)
+        try:
+            failures = mend(run, key)
+        except Unreachable as exc:
+            run.add(
+                CheckRecord(
+                    f"repair: {what}",
+                    Verdict.INCONCLUSIVE,
+                    "every step exits 0",
+                    f"could not ask: {exc}",
+                    phase="repair",
+                )
+            )
+            raise BoxDirty(
+                f"the link was lost while mending ({what}): {len(run.repairs)} repair(s) left "
+                f"open, the box stays dirty; `{run.hint('--recover')}` mends them and restores"
+            ) from exc
         run.add(
             CheckRecord(
                 f"repair: {what}",
@@ -118,7 +139,11 @@ def mend_all(run: Run) -> None:
 
 def left_open(box: Box, run_id: str) -> list[Repair]:
     """The repairs a killed run opened and never closed, from the on-box journal."""
-    events = journal_events(box, run_id)
+    return open_in(journal_events(box, run_id))
+
+
+def open_in(events: Sequence[dict[str, Any]]) -> list[Repair]:
+    """The repairs opened and never closed in one run's journal events, oldest first."""
     closed = {e.get("key") for e in events if e.get("event") == CLOSED}
     opened = [e for e in events if e.get("event") == OPENED and e.get("key") not in closed]
     return [Repair.from_json(e) for e in opened]

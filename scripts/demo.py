@@ -6,7 +6,9 @@
 3. starts a throwaway OpenSSH sshd on 127.0.0.1 (its own keys, a free port) and writes
    boxes/inventory/demo.toml for it;
 4. `invoke gate --host demo --check`, then the whole matrix over SSH with every fact;
-5. brings everything down. Exit code: the first gate run that did not pass.
+5. the destructive phases over SSH behind a verified backup: `--safety-backup --lifecycle
+   --fault-injection --auth-fail-closed` (with one scenario of the matrix);
+6. brings everything down. Exit code: the first gate run that did not pass.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ REPO = Path(__file__).resolve().parents[1]
 BOXES = REPO / "boxes"
 INSTALL = REPO / "examples" / "stack" / "install.sh"
 TIME_SCALE = "0.2"
+DESTRUCTIVE = (
+    "--safety-backup", "--lifecycle", "--fault-injection", "--auth-fail-closed",
+    "--scenario", "local-defaults",
+)  # fmt: skip
 
 sys.path.insert(0, str(REPO))
 from gate.testing.sshd import Sshd, write_inventory  # noqa: E402
@@ -86,14 +92,14 @@ def main() -> int:
     server = Sshd(sshd_dir)
     codes: list[int] = []
     try:
-        say("1/3 the box's live state, on the box itself")
+        say("1/4 the box's live state, on the box itself")
         codes.append(gate("--local", "--dir", str(box), "--check"))
-        say(f"2/3 the same over SSH to a throwaway sshd on 127.0.0.1:{server.port}")
+        say(f"2/4 the same over SSH to a throwaway sshd on 127.0.0.1:{server.port}")
         server.start()
         inventory = BOXES / "inventory"
         write_inventory(inventory, "demo", dir=str(box), **server.inventory_fields())
         codes.append(gate("--host", "demo", "--inventory", str(inventory), "--check"))
-        say("3/3 the config matrix over SSH, then restore and prove")
+        say("3/4 the config matrix over SSH, then restore and prove")
         codes.append(
             gate(
                 "--host", "demo", "--inventory", str(inventory),
@@ -101,6 +107,8 @@ def main() -> int:
                 "--fact", f"alt_data_dir={alt_data}",
             )
         )  # fmt: skip
+        say("4/4 lifecycle, fault injection and auth-fail-closed behind a verified backup")
+        codes.append(gate("--host", "demo", "--inventory", str(inventory), *DESTRUCTIVE))
     finally:
         server.stop()
         for each in (box, remote):

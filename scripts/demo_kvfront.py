@@ -4,7 +4,8 @@
 2. `invoke gate --local --dir boxes/kvfront --matrix examples/kvfront/matrix.py --check`;
 3. starts a throwaway OpenSSH sshd on 127.0.0.1 and writes boxes/inventory/kvfront.toml;
 4. the whole kvfront matrix over SSH, then restore and prove;
-5. brings everything down. Exit code: the first gate run that did not pass.
+5. the destructive phases over SSH behind a verified backup (with one scenario);
+6. brings everything down. Exit code: the first gate run that did not pass.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ BOXES = REPO / "boxes"
 BOX = BOXES / "kvfront"
 INSTALL = REPO / "examples" / "kvfront" / "install.sh"
 CONTRACT = "examples/kvfront/matrix.py"
+DESTRUCTIVE = (
+    "--safety-backup", "--lifecycle", "--fault-injection", "--auth-fail-closed",
+    "--scenario", "aof-replica",
+)  # fmt: skip
 
 sys.path.insert(0, str(REPO))
 from gate.testing.sshd import Sshd, write_inventory  # noqa: E402
@@ -74,13 +79,15 @@ def main() -> int:
     server = Sshd(sshd_dir)
     codes: list[int] = []
     try:
-        say("1/2 kvfront: the box's live state, on the box itself")
+        say("1/3 kvfront: the box's live state, on the box itself")
         codes.append(gate("--local", "--dir", str(BOX), "--check"))
-        say(f"2/2 kvfront: the config matrix over SSH (127.0.0.1:{server.port}), then restore")
+        say(f"2/3 kvfront: the config matrix over SSH (127.0.0.1:{server.port}), then restore")
         server.start()
         inventory = BOXES / "inventory"
         write_inventory(inventory, "kvfront", dir=str(BOX), **server.inventory_fields())
         codes.append(gate("--host", "kvfront", "--inventory", str(inventory)))
+        say("3/3 kvfront: lifecycle, fault injection and auth-fail-closed behind a verified backup")
+        codes.append(gate("--host", "kvfront", "--inventory", str(inventory), *DESTRUCTIVE))
     finally:
         server.stop()
         kvctl("down")

@@ -6,7 +6,8 @@ main(options) -> exit code
     mutating runs: refuse a dirty box -> the contract fits the box -> plan the phases
         -> baseline kept on the box -> phases in registration order
         -> ALWAYS restore and prove, exactly once (shielded from signals)
-    --recover: the baseline a killed run left -> restore and prove
+    --recover: the baseline a killed run left -> its open repairs mended -> restore and prove
+        -> its safety backup removed (proven), else rolled back from and proven (recovery.py)
     read-only runs (--check): the phase alone; no baseline, no mutating command
     report: summary.json, junit.xml, the console's last line, the exit code
 """
@@ -36,8 +37,9 @@ from gate.observe import read_config
 from gate.options import Options, load_contract_file
 from gate.phases import Phase, select
 from gate.phases.safety_backup import remove_archive, rollback
+from gate.recovery import recover
 from gate.redact import Redactor
-from gate.repairs import left_open, mend_all, run_steps
+from gate.repairs import mend_all
 from gate.report import Console
 from gate.restore import restore_and_prove
 from gate.signals import Interrupted, process_guard
@@ -220,7 +222,12 @@ class Engine:
         assert run.baseline is not None
         archive = run.backup_archive
         with run.guard.shielded():
-            mend_all(run)  # a fault is healed, a secret file put back: even under --keep
+            try:
+                mend_all(run)  # a fault is healed, a secret file put back: even under --keep
+            except BoxDirty as exc:  # the link was lost: no restore over an unmended break
+                if archive is None:
+                    raise
+                raise BoxDirty(f"{exc}; the safety backup is KEPT at {archive}") from exc
         if self.ctx.opts.keep:
             run.note(
                 "--keep: the box was NOT restored; it stays on the last scenario and is marked "
@@ -244,7 +251,9 @@ class Engine:
                 remove_archive(run)
 
     def _recover(self) -> None:
-        """The baseline an interrupted run left on the box: restore it and prove it."""
+        """The baseline an interrupted run left on the box: mend the repairs it left open,
+        restore and prove; its safety backup, if any, is removed or rolled back from
+        (gate/recovery.py)."""
         run = self.run
         state = read_state(run.box)
         if state.get("state") == "clean":
@@ -261,10 +270,7 @@ class Engine:
             f"baseline of run {baseline.run_id}"
         )
         with run.guard.shielded():
-            for repair in left_open(run.box, str(state.get("run_id", ""))):
-                failures = run_steps(run.box, repair.steps)
-                run.note(f"recover: {repair.what}: {'; '.join(failures) or 'mended'}")
-            restore_and_prove(run, baseline)
+            recover(run, baseline, str(state.get("run_id", "")))
 
 
 def preflight(box: Box) -> Any:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gate.box import APPLY_TIMEOUT, Box, Kind, answered
@@ -40,6 +40,8 @@ PHASE = "safety-backup"
 VERIFIED = "safety-backup: archive verified"
 BACKUP_LOG = "safety-backup/backup.log"
 ROLLBACK_LOG = "safety-backup/rollback.log"
+MADE, REMOVED = "backup", "backup-removed"
+"""On-box journal events: a verified archive (its real path), and its removal."""
 
 
 class SafetyBackupPhase(Phase):
@@ -69,7 +71,13 @@ class SafetyBackupPhase(Phase):
 
     def run(self, run: Run) -> None:
         run.console.phase(PHASE, "back up, then verify the archive on the box")
-        record, archive = backup_and_verify(run, VERIFIED, BACKUP_LOG)
+        # shielded: a signal while the backup runs must not leave an archive gate never
+        # verified nor named; it is raised at the next command, once the journal knows it
+        with run.guard.shielded():
+            record, archive = backup_and_verify(run, VERIFIED, BACKUP_LOG)
+            if archive is not None:
+                run.backup_archive = archive
+                run.journal_note(MADE, archive=archive)
         record.phase = PHASE
         run.add(record)
         if archive is None:
@@ -77,8 +85,6 @@ class SafetyBackupPhase(Phase):
                 "--safety-backup: the backup is not verified, destructive phases refused: "
                 + record.evidence
             )
-        run.backup_archive = archive
-        run.journal_note("backup", archive=run.backup_archive)
         run.note(f"safety backup verified: {run.backup_archive}")
 
 
@@ -136,6 +142,25 @@ def read_archive(box: Box, path: str) -> Reading[Mapping[str, Any]]:
     return read_json_tool(box, "archive", path, json.dumps(wanted, sort_keys=True))
 
 
+def still_verified(box: Box, archive: str) -> str:
+    """Why an archive verified earlier (by a killed run) cannot be used now; "" when it can."""
+    facts = read_archive(box, archive)
+    if facts.lost is not None:
+        raise facts.lost
+    return refusal(True, 0, archive, archive, facts, box.contract)
+
+
+def journaled_archive(events: Sequence[Mapping[str, Any]]) -> str | None:
+    """The archive one run verified and did not remove, from its on-box journal events."""
+    archive: str | None = None
+    for event in events:
+        if event.get("event") == MADE:
+            archive = str(event.get("archive") or "") or None
+        elif event.get("event") == REMOVED and event.get("archive") == archive:
+            archive = None
+    return archive
+
+
 def refusal(
     ok: bool,
     code: int | None,
@@ -176,9 +201,14 @@ def remove_archive(run: Run) -> None:
     """The run passed: the archive was only insurance; take it off the box."""
     archive = run.backup_archive
     assert archive is not None
-    removed = delete_archive(run.box, archive)
+    try:
+        removed = delete_archive(run.box, archive)
+    except Unreachable as exc:
+        run.note(f"safety backup NOT removed (could not ask: {exc}): {archive}", "yellow")
+        raise
     if removed.ok:
         run.backup_archive = None
+        run.journal_note(REMOVED, archive=archive)
         run.note(f"safety backup removed: {archive}")
     else:
         run.note(f"safety backup NOT removed (rm exited {removed.exit_code}): {archive}", "yellow")

@@ -7,11 +7,14 @@ own test helpers (tests/stack/stackbox.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ sys.path.insert(0, str(REPO / "tests" / "stack"))
 
 from stackbox import Box, file_hash, install, kill_leftovers, wait_for  # noqa: E402
 
-from gate.testing.sshd import write_inventory  # noqa: E402
+from gate.testing.sshd import Sshd, write_inventory  # noqa: E402
 
 __all__ = [
     "REPO",
@@ -227,3 +230,60 @@ class Running:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def lock_lapsed(box: Box, run_id: str) -> bool:
+    """The box journaled that the run's lock lapsed (its holder outlived the runner)."""
+    journal = box.path / ".gate" / "journal.jsonl"
+    lines = journal.read_text().splitlines() if journal.exists() else []
+    records = [json.loads(line) for line in lines]
+    return any(r["run_id"] == run_id and r["event"] == "lock-lapsed" for r in records)
+
+
+FAILING_CHECK = (  # the sample contract plus one check that always fails
+    "import importlib.util\n"
+    "import dataclasses\n"
+    f"spec = importlib.util.spec_from_file_location('repo_matrix', {str(REPO / 'matrix.py')!r})\n"
+    "module = importlib.util.module_from_spec(spec)\n"
+    "spec.loader.exec_module(module)\n"
+    "from gate.contract import STATUS, Check, Equals\n"
+    "WRONG = Check('deliberately wrong', STATUS, 'overall', Equals('never'))\n"
+    "CONTRACT = dataclasses.replace(module.CONTRACT, checks=(*module.CONTRACT.checks, WRONG))\n"
+    "MATRIX = module.MATRIX\n"
+)
+"""A contract file's text: the run fails (exit 1), so a --safety-backup run rolls back."""
+
+
+# --- dropping SSH links: the sshd session processes, the listener kept ---
+
+
+def processes() -> Iterator[tuple[int, int, str]]:
+    """(pid, parent pid, command name) of every live process, from /proc."""
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = (proc / "stat").read_text()
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            yield int(proc.name), int(stat.rpartition(")")[2].split()[1]), name
+
+
+def kill_sessions(server: Sshd) -> list[int]:
+    """SIGKILL the sshd session processes: every live link drops, yet the listener still
+    accepts new ones (Sshd.drop_links kills the listener too)."""
+    parent = {pid: ppid for pid, ppid, _ in processes()}
+    sessions = [
+        pid
+        for pid, _, name in processes()
+        if name.startswith("sshd") and pid != server.pid and _below(pid, server.pid, parent)
+    ]
+    for pid in sessions:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return sessions
+
+
+def _below(pid: int, root: int | None, parent: dict[int, int]) -> bool:
+    while pid in parent and pid > 1:
+        pid = parent[pid]
+        if pid == root:
+            return True
+    return False

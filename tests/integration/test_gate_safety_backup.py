@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from harness import Box, config_and_secret_hashes, run_gate
+from harness import FAILING_CHECK, Box, config_and_secret_hashes, run_gate
 
 pytestmark = pytest.mark.slow
 
@@ -59,20 +59,6 @@ def test_a_verified_backup_passes_and_is_removed_and_one_without_env_is_refused(
     assert box.pids() == pids
     code, status = box.status()
     assert code == 0, status
-
-
-REPO = Path(__file__).resolve().parents[2]
-FAILING_CHECK = (
-    "import importlib.util\n"
-    "import dataclasses\n"
-    f"spec = importlib.util.spec_from_file_location('repo_matrix', {str(REPO / 'matrix.py')!r})\n"
-    "module = importlib.util.module_from_spec(spec)\n"
-    "spec.loader.exec_module(module)\n"
-    "from gate.contract import STATUS, Check, Equals\n"
-    "WRONG = Check('deliberately wrong', STATUS, 'overall', Equals('never'))\n"
-    "CONTRACT = dataclasses.replace(module.CONTRACT, checks=(*module.CONTRACT.checks, WRONG))\n"
-    "MATRIX = module.MATRIX\n"
-)
 
 
 def test_a_failed_run_rolls_back_from_the_archive_and_a_failing_restore_keeps_it(

@@ -7,7 +7,6 @@ Signals are timed on the run's own events.jsonl (the command just finished), nev
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from harness import (
     gate_state,
     install,
     kill_leftovers,
+    lock_lapsed,
     run_gate,
     wait_for,
 )
@@ -40,14 +40,6 @@ RENDERED = "boxtool.py render"
 APPLIED = "stackctl apply -y"
 RESTORING = "cp -p .gate/baseline/config.json config.json"
 EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
-
-
-def lock_lapsed(box: Box, run_id: str) -> bool:
-    """The box journaled that the run's lock lapsed (its holder outlived the runner)."""
-    journal = box.path / ".gate" / "journal.jsonl"
-    lines = journal.read_text().splitlines() if journal.exists() else []
-    records = [json.loads(line) for line in lines]
-    return any(r["run_id"] == run_id and r["event"] == "lock-lapsed" for r in records)
 
 
 @pytest.fixture

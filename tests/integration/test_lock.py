@@ -22,7 +22,15 @@ from typing import Any
 import pytest
 from conftest import ssh_args
 from harness import Box as StackBox
-from harness import GateRun, run_gate, start_gate, wait_for, wait_for_event
+from harness import (
+    GateRun,
+    kill_sessions,
+    processes,
+    run_gate,
+    start_gate,
+    wait_for,
+    wait_for_event,
+)
 
 from gate.box import Box, Event
 from gate.contract import Secrets, StackContract
@@ -336,38 +344,6 @@ def test_lock_inputs_are_checked_before_anything_is_held(stack: Path, locks: Loc
 SCENARIO = "nano-cache-lan"  # a scenario whose restore has work to do
 RENDERED = "boxtool.py render"
 APPLIED = "stackctl apply -y"
-
-
-def processes() -> Iterator[tuple[int, int, str]]:
-    """(pid, parent pid, command name) of every live process, from /proc."""
-    for proc in Path("/proc").iterdir():
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            stat = (proc / "stat").read_text()
-            name = stat[stat.index("(") + 1 : stat.rindex(")")]
-            yield int(proc.name), int(stat.rpartition(")")[2].split()[1]), name
-
-
-def kill_sessions(server: Sshd) -> list[int]:
-    """SIGKILL the sshd session processes: every live link drops, yet the listener still
-    accepts new ones (Sshd.drop_links kills the listener too)."""
-    parent = {pid: ppid for pid, ppid, _ in processes()}
-    sessions = [
-        pid
-        for pid, _, name in processes()
-        if name.startswith("sshd") and pid != server.pid and _below(pid, server.pid, parent)
-    ]
-    for pid in sessions:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return sessions
-
-
-def _below(pid: int, root: int | None, parent: dict[int, int]) -> bool:
-    while pid in parent and pid > 1:
-        pid = parent[pid]
-        if pid == root:
-            return True
-    return False
 
 
 def applying(stack: Path) -> bool:
