@@ -120,7 +120,6 @@ class Engine:
         except (Interrupted, GateError) as exc:
             run.ledger.error = exc
             run.note(f"gate: {exc}", "bold red")
-            self._say_left_open()
         except Exception as exc:  # a bug in gate: one redacted line, traceback in artifacts
             run.ledger.error = exc
             run.artifacts.write_text("traceback.txt", traceback.format_exc())
@@ -131,17 +130,6 @@ class Engine:
         code = run.ledger.exit_code(strict=self.ctx.opts.strict)
         write_results(run, code)
         return code
-
-    def _say_left_open(self) -> None:
-        """Repairs nobody could mend (a lost link): the on-box journal keeps them open."""
-        run = self.run
-        if run.repairs:
-            what = "; ".join(r.what for r in run.repairs.values())
-            run.note(
-                f"left open on the box (its journal keeps them): {what}; mend them and "
-                f"restore with `{run.hint('--recover')}`",
-                "bold red",
-            )
 
     def _connect_and_run(self) -> None:
         run, host = self.run, self.ctx.host
