@@ -18,17 +18,19 @@ from gate.box import APPLY_TIMEOUT, Box, Kind, answered
 from gate.checks import CheckRecord, Verdict
 from gate.errors import BoxDirty, Unreachable
 from gate.snapshot import JOURNAL_FILE
+from gate.target import quote
 
 if TYPE_CHECKING:
     from gate.engine.run import Run
 
 OPENED, CLOSED = "repair-open", "repair-closed"
-CONTROL, TOOL = "control", "tool"
+CONTROL, TOOL, REMOVE = "control", "tool", "remove"
 
 
 @dataclass(frozen=True)
 class Step:
-    """One command of a repair: a control verb ("start node") or boxtool's argv."""
+    """One command of a repair: a control verb ("start node"), boxtool's argv, or the
+    removal of a file the box itself named (an archive a phase made)."""
 
     via: str
     args: tuple[str, ...]
@@ -37,12 +39,18 @@ class Step:
         """Run it on the box; (ok, one line saying what happened)."""
         if self.via == CONTROL:
             done = answered(box.control(self.args[0], kind=Kind.MUTATE, timeout=APPLY_TIMEOUT))
+        elif self.via == REMOVE:
+            done = answered(box.run(f"rm -f -- {quote(self.args[0])}", kind=Kind.MUTATE))
         else:
             done = answered(box.tool(*self.args, kind=Kind.MUTATE, timeout=APPLY_TIMEOUT))
         return done.ok, f"{self} exited {done.exit_code}"
 
     def __str__(self) -> str:
-        return self.args[0] if self.via == CONTROL else f"boxtool {' '.join(self.args)}"
+        if self.via == CONTROL:
+            return self.args[0]
+        if self.via == REMOVE:
+            return f"rm -f -- {self.args[0]}"
+        return f"boxtool {' '.join(self.args)}"
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,10 @@ def control(verb: str) -> Step:
 
 def tool(*args: str) -> Step:
     return Step(TOOL, args)
+
+
+def remove(path: str) -> Step:
+    return Step(REMOVE, (path,))
 
 
 def open_repair(run: Run, repair: Repair) -> None:

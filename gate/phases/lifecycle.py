@@ -46,8 +46,8 @@ from gate.observe import read_fingerprints, read_probe
 from gate.options import Flag
 from gate.phases.base import Phase
 from gate.phases.matrix import apply_overrides
-from gate.phases.safety_backup import backup_and_verify, delete_archive
-from gate.repairs import Repair, control, mend, open_repair
+from gate.phases.safety_backup import backup_and_verify
+from gate.repairs import Repair, control, mend, open_repair, remove
 from gate.restarts import Clock, clock_fields, renewed, scope, service_clock
 from gate.restore import config_identical, push_baseline
 from gate.result import Result
@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 
 PHASE = "lifecycle"
 UP_AFTER_DOWN = "lifecycle-up-after-down"
+ARCHIVE_REMOVED = "lifecycle-archive-removed"
 ONE_SERVICE = "one service recreated alone"
 FAILOVER = "the contract's failover exercised"
 ROUND_TRIP = "backup and restore round trip"
@@ -224,11 +225,15 @@ def round_trip(run: Run, plan: Plan) -> None:
         return
     box = run.box
     moment = Moment(config_sha256(box), _fingerprints(run))
-    record, archive = backup_and_verify(run, "archive verified", "lifecycle/backup.log")
+    with run.guard.shielded():  # a signal cannot land between the archive and its repair
+        record, archive = backup_and_verify(run, "archive verified", "lifecycle/backup.log")
+        if archive is not None:
+            removal = Repair(ARCHIVE_REMOVED, f"round-trip archive {archive} removed",
+                             (remove(archive),))  # fmt: skip
+            open_repair(run, removal)
     _add(run, "round trip", [record])
     if archive is None:
         return
-    run.journal_note("lifecycle-archive", archive=archive)
     try:
         if diverge(run, plan.diverge, moment):
             restore_archive(run, archive, moment)
@@ -384,16 +389,14 @@ def _add(run: Run, step: str, records: list[CheckRecord]) -> None:
 
 
 def _remove(run: Run, archive: str) -> None:
-    """Take the round trip's archive off the box (on every path; shielded by the caller)."""
+    """Take the round trip's archive off the box (its repair, mended on every path; left
+    open for the engine or `--recover` when the box cannot be asked)."""
     try:
-        removed = delete_archive(run.box, archive)
+        failures = mend(run, ARCHIVE_REMOVED)
     except GateError as exc:
-        run.note(f"lifecycle: archive NOT removed ({exc}): {archive}", "yellow")
+        run.note(f"lifecycle: archive NOT removed yet ({exc}): {archive}", "yellow")
         return
-    if removed.ok:
-        run.journal_note("lifecycle-archive-removed", archive=archive)
-        run.note(f"lifecycle: round-trip archive removed: {archive}")
+    if failures:
+        run.note(f"lifecycle: archive NOT removed ({'; '.join(failures)}): {archive}", "yellow")
     else:
-        run.note(
-            f"lifecycle: archive NOT removed (rm exited {removed.exit_code}): {archive}", "yellow"
-        )
+        run.note(f"lifecycle: round-trip archive removed: {archive}")

@@ -25,7 +25,7 @@ from gate.changes import Change, any_change, fact_only, one_service_change
 from gate.checks import SkipClass, Verdict
 from gate.matrix import Axis, Fact, Matrix, Scenario
 from gate.restarts import renewed
-from gate.testing.double import Reply
+from gate.testing.double import Lost, Reply
 
 SCENARIO = ["local-defaults"]
 RESTARTED = "lifecycle restart: every running service restarted (new pid or start time)"
@@ -350,3 +350,29 @@ def test_the_change_is_the_first_one_service_axis_with_a_value_safe_alone() -> N
     assert one_service_change(MATRIX, CFG, frozenset({"cache", "dashboard"})) is None
     assert any_change(MATRIX, CFG) == Change("bind", True)
     assert str(Change("bind", True)) == "bind=true"
+
+
+def test_a_run_killed_in_the_round_trip_leaves_its_archive_to_the_recover(
+    contract: Path, tmp_path: Path
+) -> None:
+    """The round trip's archive is a repair opened with the backup: a runner gone at the
+    round trip's `down` leaves it journaled, and `--recover` brings the stack up, removes it
+    (and the safety backup), and proves the box."""
+    stack = FakeStack()
+    before = snapshot(stack)["files"]
+    gone = Lost("the runner was killed (scripted)", reconnect=False)
+    stack.target.once(re.compile(r"^\./stackctl down$"), gone)
+    killed = lifecycle(stack, contract, tmp_path / "killed")
+    assert killed.code != 0, killed.console
+    assert "backups/backup-2.tar.gz" in stack.archives, "the round trip made no archive"
+
+    stack.target.reachable = True
+    stack.target.calls.clear()
+    recovered = gate(stack, contract, tmp_path / "recovered", recover=True)
+    assert recovered.code == 0, recovered.console
+    assert "rm -f -- /srv/stack/backups/backup-2.tar.gz" in stack.target.commands
+    assert "round-trip archive /srv/stack/backups/backup-2.tar.gz removed: mended" in (
+        recovered.console
+    )
+    assert not stack.archives, stack.archives
+    assert snapshot(stack)["files"] == before
