@@ -6,6 +6,8 @@ nothing of the names below.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from gate.contract import (
     STATUS,
     Actions,
@@ -97,53 +99,54 @@ FAULT_HOLD_S = 3.0
 FAULT_RECOVER_S = 60.0
 
 
+Applies = Callable[[Config], bool]
+
+
+def _always(_cfg: Config) -> bool:
+    return True
+
+
 def _node_local(cfg: Config) -> bool:
     return lookup(cfg, "node.mode") == "local"
 
 
-NODE_STOPPED = Fault(
-    "node stopped",
-    service="node",
-    inject="stop",
-    armed=(ADMITTING, WORKERS_ONLINE),
-    degraded=(NOT_ADMITTING, NONE_ONLINE),
-    status_exit=1,
-    detect_s=FAULT_DETECT_S,
-    hold_s=FAULT_HOLD_S,
-    recover_s=FAULT_RECOVER_S,
-    applies=_node_local,
+def _fault(
+    name: str, service: str, inject: str, *degraded: Check, applies: Applies = _always
+) -> Fault:
+    """A fault of this stack: armed when the proxy admits and workers are online; status
+    exit 1 while degraded; the shared deadlines."""
+    return Fault(
+        name,
+        service=service,
+        inject=inject,
+        armed=(ADMITTING, WORKERS_ONLINE),
+        degraded=degraded,
+        status_exit=1,
+        detect_s=FAULT_DETECT_S,
+        hold_s=FAULT_HOLD_S,
+        recover_s=FAULT_RECOVER_S,
+        applies=applies,
+    )
+
+
+NODE_STOPPED = _fault(
+    "node stopped", "node", "stop", NOT_ADMITTING, NONE_ONLINE, applies=_node_local
 )
-NODE_PAUSED = Fault(
+NODE_PAUSED = _fault(
     "node paused",
-    service="node",
-    inject="pause",
-    armed=(ADMITTING, WORKERS_ONLINE),
-    degraded=(
-        NOT_ADMITTING,
-        NONE_ONLINE,
-        Check("node reported not answering", STATUS, "services.node.state", Equals("unhealthy")),
-    ),
-    status_exit=1,
-    detect_s=FAULT_DETECT_S,
-    hold_s=FAULT_HOLD_S,
-    recover_s=FAULT_RECOVER_S,
+    "node",
+    "pause",
+    NOT_ADMITTING,
+    NONE_ONLINE,
+    Check("node reported not answering", STATUS, "services.node.state", Equals("unhealthy")),
     applies=_node_local,
 )
-WORKER_REMOVED = Fault(
+WORKER_REMOVED = _fault(
     "worker-2 removed",
-    service="worker-2",
-    inject="remove",
-    armed=(ADMITTING, WORKERS_ONLINE),
-    degraded=(
-        Check(
-            "worker-2 listed as missing", STATUS, '"services"."worker-2".state', Equals("missing")
-        ),
-        _api("proxy still admitting the other workers", "proxy.admitting", Equals(True)),
-    ),
-    status_exit=1,
-    detect_s=FAULT_DETECT_S,
-    hold_s=FAULT_HOLD_S,
-    recover_s=FAULT_RECOVER_S,
+    "worker-2",
+    "remove",
+    Check("worker-2 listed as missing", STATUS, '"services"."worker-2".state', Equals("missing")),
+    _api("proxy still admitting the other workers", "proxy.admitting", Equals(True)),
 )
 FAULTS = (NODE_STOPPED, NODE_PAUSED, WORKER_REMOVED)
 FAILOVER = NODE_STOPPED
