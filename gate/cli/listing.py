@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from gate.contract import StackContract
+from gate.contract import Fault, StackContract
 from gate.errors import ExitCode
 from gate.fit import check_declarations
 from gate.matrix import describe, validate_matrix
@@ -57,19 +57,28 @@ def battery_lines(contract: StackContract) -> list[str]:
 
 
 def fault_lines(contract: StackContract) -> list[str]:
-    """What --fault-injection would inject, and what each fault must show."""
-    if not contract.faults:
-        return []
-    lines = ["faults (--fault-injection, in order):"]
-    for fault in contract.faults:
-        shows = [] if fault.status_exit is None else [f"status exit {fault.status_exit}"]
-        shows += [f"{c.probe}: {c.name}" for c in fault.degraded]
+    """What --fault-injection would inject, the lifecycle's failover, and the auth guard."""
+    lines = ["faults (--fault-injection, in order):"] if contract.faults else []
+    lines += [f"  {_fault(fault)}" for fault in contract.faults]
+    if contract.failover is not None:
+        lines.append(f"failover (--lifecycle): {_fault(contract.failover)}")
+    guard = contract.auth_guard
+    if guard is not None:
         lines.append(
-            f"  {fault.name}: {fault.inject} {fault.service} -> {', '.join(shows)}  "
-            f"[within {fault.detect_s:g}s, held {fault.hold_s:g}s, "
-            f"recovered within {fault.recover_s:g}s]"
+            f"auth guard (--auth-fail-closed): {guard.service} refuses to start with "
+            f"{guard.secret} blank, saying /{guard.refusal}/"
         )
     return lines
+
+
+def _fault(fault: Fault) -> str:
+    shows = [] if fault.status_exit is None else [f"status exit {fault.status_exit}"]
+    shows += [f"{c.probe}: {c.name}" for c in fault.degraded]
+    return (
+        f"{fault.name}: {fault.inject} {fault.service} -> {', '.join(shows)}  "
+        f"[within {fault.detect_s:g}s, held {fault.hold_s:g}s, "
+        f"recovered within {fault.recover_s:g}s]"
+    )
 
 
 def _phase(phase: Phase) -> str:

@@ -364,3 +364,7 @@ def test_list_shows_each_fault_and_what_it_must_show() -> None:
         "  node stopped: stop node -> status exit 1, api: proxy not admitting workers"
     ), lines[start + 1]
     assert "[within 30s, held 3s, recovered within 60s]" in lines[start + 1]
+    (failover,) = [ln for ln in lines if ln.startswith("failover (--lifecycle): ")]
+    assert failover.removeprefix("failover (--lifecycle): ") == lines[start + 1].strip()
+    (guard,) = [ln for ln in lines if ln.startswith("auth guard (--auth-fail-closed): ")]
+    assert "proxy refuses to start with PROXY_AUTH_TOKEN blank" in guard, guard
