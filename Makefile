@@ -30,9 +30,10 @@ lint: bootstrap
 typecheck: bootstrap
 	$(BIN)/mypy
 
-# Two workers, one test file each at a time: files that share a box keep it to themselves.
+# Three workers (the end-to-end tests mostly wait on real daemons, not the CPU), one test
+# file each at a time: files that share a box keep it to themselves.
 test: bootstrap sysdeps lint typecheck
-	$(BIN)/pytest -q -n 2 --dist loadfile --durations=15
+	$(BIN)/pytest -q -n 3 --dist loadfile --durations=15
 
 unit: bootstrap
 	$(BIN)/pytest -q tests/unit
