@@ -30,7 +30,7 @@ SCENARIO = ["local-defaults"]
 
 
 class DestructivePhase(Phase):
-    """A do-nothing destructive phase (the real ones are issue 9's next slices)."""
+    """A do-nothing destructive phase: the backup's rules, apart from any real phase's steps."""
 
     name = "wreck"
     mutates = True
