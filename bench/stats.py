@@ -1,0 +1,74 @@
+"""Pure helpers for the benchmarks: medians, p95, ratios and the printed table.
+
+No I/O here, so `make test` covers them without running a benchmark.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Row:
+    """One method's outcome: its samples in seconds, or the one-line reason it has none."""
+
+    method: str
+    samples: tuple[float, ...] = ()
+    note: str = ""
+
+
+def median_ms(samples: Sequence[float]) -> float:
+    return statistics.median(samples) * 1000.0
+
+
+def p95_ms(samples: Sequence[float]) -> float:
+    """The nearest-rank 95th percentile: the smallest sample >= 95% of them."""
+    ordered = sorted(samples)
+    rank = math.ceil(0.95 * len(ordered))
+    return ordered[max(rank, 1) - 1] * 1000.0
+
+
+def ratio(value: float, reference: float | None) -> str:
+    """`value / reference` as `207x`, `4.7x` or `0.0047x`; `-` with nothing to divide by."""
+    if reference is None or reference <= 0:
+        return "-"
+    quotient = value / reference
+    if quotient >= 10:
+        return f"{quotient:.0f}x"
+    return f"{quotient:.1f}x" if quotient >= 1 else f"{quotient:.2g}x"
+
+
+def _median_of(rows: Sequence[Row], method: str | None = None) -> float | None:
+    medians = [median_ms(r.samples) for r in rows if r.samples and method in (None, r.method)]
+    return min(medians) if medians else None
+
+
+HEADER = ("method", "median ms", "p95 ms", "x fastest", "x fabric run", "note")
+
+
+def table_lines(rows: Sequence[Row], reference: str) -> list[str]:
+    """The table: one line per row; rows without samples show only their note."""
+    fastest, ref = _median_of(rows), _median_of(rows, reference)
+    cells = [HEADER, *(_cells(row, fastest, ref) for row in rows)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(HEADER) - 1)]
+    return [
+        "  ".join([*(c.ljust(w) for c, w in zip(line, widths, strict=False)), line[-1]]).rstrip()
+        for line in cells
+    ]
+
+
+def _cells(row: Row, fastest: float | None, ref: float | None) -> tuple[str, ...]:
+    if not row.samples:
+        return (row.method, "-", "-", "-", "-", row.note)
+    med = median_ms(row.samples)
+    return (
+        row.method,
+        f"{med:.2f}",
+        f"{p95_ms(row.samples):.2f}",
+        ratio(med, fastest),
+        ratio(med, ref),
+        row.note,
+    )
