@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bootstrap sysdeps release clean
+.PHONY: demo bench test lint typecheck unit bootstrap sysdeps release clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,8 @@ sysdeps:
 	@examples/kvfront/install.sh --deps-only  # nginx, redis-server, redis-tools, webdis (tests/daemons)
 
 lint: bootstrap
-	$(BIN)/ruff check gate tests tasks.py matrix.py examples scripts
-	$(BIN)/ruff format --check gate tests tasks.py matrix.py examples scripts
+	$(BIN)/ruff check gate bench tests tasks.py matrix.py examples scripts
+	$(BIN)/ruff format --check gate bench tests tasks.py matrix.py examples scripts
 
 typecheck: bootstrap
 	$(BIN)/mypy
@@ -44,6 +44,11 @@ demo: bootstrap sysdeps
 	  $(PY) scripts/demo_kvfront.py; kvfront=$$?; \
 	  echo "make demo: sample exit $$sample, kvfront exit $$kvfront"; \
 	  [ $$sample -eq 0 ] && [ $$kvfront -eq 0 ]
+
+# Figures, never assertions (docs/performance.md); installs pytest-testinfra and mitogen
+# into the venv itself.
+bench: bootstrap sysdeps
+	$(PY) -m bench.command_latency $(if $(N),--n $(N))
 
 # The release is blocked unless the gate passes against the inventory's box.
 release: bootstrap
