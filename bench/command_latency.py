@@ -30,7 +30,7 @@ from types import ModuleType
 
 from bench.stats import Row, table_lines
 from gate.target import SSHTarget
-from gate.testing.sshd import Sshd
+from gate.testing.sshd import Sshd, SshdUnavailable
 
 COMMAND = "true"
 FABRIC = "fabric run"
@@ -273,7 +273,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="gate-bench-") as tmp:
         sshd = Sshd(Path(tmp))
-        sshd.start()
+        try:
+            sshd.start()
+        except SshdUnavailable as exc:
+            print(f"bench: no loopback sshd: {exc}", file=sys.stderr)
+            return 1
         try:
             rows = [measure(name, m, sshd, args.n, args.warmup) for name, m in METHODS.items()]
         finally:
