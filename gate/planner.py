@@ -15,6 +15,7 @@ path with no declared touches counts every service of B (its scope is unknown).
 from __future__ import annotations
 
 import itertools
+import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -366,3 +367,58 @@ def services_from(
             return fallback
 
     return services
+
+
+def plan_pairwise(
+    matrix: Matrix,
+    expected: Callable[[Any], frozenset[str]],
+    base: Mapping[str, Any],
+    facts: Mapping[str, str] | None,
+) -> Walk:
+    """The pairwise scenarios for a box whose config is `base`, in restart-minimising order
+    from the box's own axis values."""
+    start = box_start(matrix, base)
+    services = services_from(expected, base, declared_names(matrix))
+    planned = to_scenarios(matrix, pairwise_rows(matrix, facts))
+    return restart_order(matrix, planned, start, services)
+
+
+def box_start(matrix: Matrix, base: Mapping[str, Any]) -> Assignment:
+    """The box's own value of each axis, the default where its config lacks the path."""
+    from gate.contract import lookup
+
+    start: Assignment = {}
+    for axis in matrix.axes:
+        try:
+            start[axis.path] = lookup(base, axis.path)
+        except KeyError:
+            start[axis.path] = axis.values[0]
+    return start
+
+
+def plan_lines(matrix: Matrix, expected: Callable[[Any], frozenset[str]]) -> list[str]:
+    """The `--list` text: declared, pairwise and full-product sizes with their pair
+    coverage, and the restarts of each order from the axes' defaults (no box is asked, so
+    every fact counts as known and the services are the contract's for the defaults)."""
+    from gate.matrix import coverage
+
+    start = default_start(matrix)
+    services = services_from(expected, {}, declared_names(matrix))
+    declared = list(matrix.scenarios)
+    rows = pairwise_rows(matrix)
+    planned = to_scenarios(matrix, rows)
+    product = math.prod(len(a.values) for a in matrix.axes)
+    share = coverage(matrix, declared).pair_share
+    lines = [
+        "plans (--plan; sizes and the share of value pairs they cover):",
+        f"  declared: {len(declared)} scenarios, {share:.0%} of value pairs",
+        f"  pairwise: {len(rows)} scenarios, {pair_coverage(matrix, rows):.0%} of value pairs"
+        f" (lower bound {lower_bound(matrix)})",
+        f"  full product: {product} scenarios, 100% of value pairs",
+        "restarts (services recreated walking the plan from the axes' defaults):",
+    ]
+    for name, scenarios in (("declared", declared), ("pairwise", planned)):
+        given = walk_cost(matrix, scenarios, start, services).restarts
+        best = restart_order(matrix, scenarios, start, services).restarts
+        lines.append(f"  {name}: {given} in the {name} order, {best} in the minimised order")
+    return lines

@@ -32,6 +32,7 @@ from gate.matrix import (
 from gate.observe import read_config, read_fingerprints
 from gate.observed import observers
 from gate.phases.base import Phase
+from gate.planner import plan_pairwise
 from gate.restarts import Clock, clock_fields, restarted, scope, service_clock
 from gate.snapshot import BASELINE_CONFIG, Baseline, write_state
 
@@ -50,7 +51,7 @@ class MatrixPhase(Phase):
 
     def plan(self, run: Run) -> bool:
         matrix = validate_matrix(run.ctx.contract_file.matrix)
-        selected = matrix.select(run.ctx.opts.scenarios)
+        selected = select(run, matrix)
         check_paths(matrix, selected, run.config)
         self._runnable = runnable(run, selected)
         for scenario in self._runnable:
@@ -67,6 +68,15 @@ class MatrixPhase(Phase):
         previous: Config | None = run.config
         for scenario in self._runnable:
             previous = run_scenario(run, matrix, scenario, run.baseline, previous)
+
+
+def select(run: Run, matrix: Matrix) -> list[Scenario]:
+    """The declared scenarios (--scenario picks), or with --plan pairwise the planned ones
+    in the order that restarts fewest services from the box's own config."""
+    if run.ctx.opts.plan != "pairwise":
+        return matrix.select(run.ctx.opts.scenarios)
+    walk = plan_pairwise(matrix, run.box.contract.expected_services, run.config, run.ctx.facts)
+    return list(walk.scenarios)
 
 
 def report_unobserved(run: Run, matrix: Matrix) -> None:
