@@ -50,7 +50,8 @@ def requirements(matrix: Matrix) -> dict[tuple[str, str], dict[str, Fact]]:
     for axis in matrix.axes:
         for value in axis.values:
             setters = [
-                s for s in matrix.scenarios
+                s
+                for s in matrix.scenarios
                 if axis.path in s.overrides and _key(s.overrides[axis.path]) == _key(value)
             ]
             common = _common_facts(setters)
@@ -72,7 +73,8 @@ def allowed_values(matrix: Matrix, facts: Mapping[str, str] | None) -> dict[str,
     allowed: dict[str, list[Any]] = {}
     for axis in matrix.axes:
         kept = [
-            v for v in axis.values
+            v
+            for v in axis.values
             if facts is None
             or all(facts.get(f.name) for f in needs.get((axis.path, _key(v)), {}).values())
         ]
@@ -146,17 +148,24 @@ def _ipog(matrix: Matrix, allowed: Mapping[str, list[Any]]) -> list[Assignment]:
     order = [a.path for a in sorted(matrix.axes, key=lambda a: -len(allowed[a.path]))]
     if len(order) < 2:
         return [{order[0]: v} for v in allowed[order[0]]] if order else []
+    first, second = allowed[order[0]], allowed[order[1]]
     rows: list[dict[str, Any]] = [
-        {order[0]: a, order[1]: b} for a, b in itertools.product(allowed[order[0]], allowed[order[1]])
+        {order[0]: a, order[1]: b} for a, b in itertools.product(first, second)
     ]
     target = _targets(matrix, allowed)
     by_key = {(p, _key(v)): v for p, vs in allowed.items() for v in vs}
     for index, path in enumerate(order[2:], start=2):
         done = order[:index]
-        open_ = {p for p in target if {p[0][0], p[1][0]} <= {path, *done} and path in (p[0][0], p[1][0])}
+        open_ = {p for p in target if _joins(p, path, done)}
         _grow(rows, path, done, allowed[path], open_)
         _extend(rows, path, open_, by_key)
     return [{a.path: r.get(a.path, allowed[a.path][0]) for a in matrix.axes} for r in rows]
+
+
+def _joins(pair: Pair, path: str, done: Sequence[str]) -> bool:
+    """Whether a pair links the axis being added to one already placed."""
+    axes = {pair[0][0], pair[1][0]}
+    return path in axes and axes <= {path, *done}
 
 
 def _row_pairs(row: Mapping[str, Any], path: str, value: Any, done: Sequence[str]) -> set[Pair]:
@@ -209,9 +218,7 @@ def _extend(
     for pair in sorted(open_):
         (a, ka), (b, kb) = pair
         mine, other = ((a, ka), (b, kb)) if a == path else ((b, kb), (a, ka))
-        fit = next(
-            (r for r in rows if _key(r.get(path)) == mine[1] and other[0] not in r), None
-        )
+        fit = next((r for r in rows if _key(r.get(path)) == mine[1] and other[0] not in r), None)
         if fit is None:
             rows.append({path: by_key[mine], other[0]: by_key[other]})
         else:
@@ -282,17 +289,16 @@ def restart_cost(
     matrix: Matrix, before: Mapping[str, Any], after: Mapping[str, Any], services: Services
 ) -> int:
     """Services of `after` a move from `before` recreates (see the module docstring)."""
-    changed = [
-        p for p in set(before) | set(after)
-        if _key(before.get(p)) != _key(after.get(p))
-    ]
+    changed = [p for p in set(before) | set(after) if _key(before.get(p)) != _key(after.get(p))]
     running = services(after)
     hit: set[str] = set()
     for path in changed:
         touches = matrix.touches(path)
-        hit |= set(running) if touches is None else {
-            s for s in running if any(fnmatchcase(s, t) for t in touches)
-        }
+        hit |= (
+            set(running)
+            if touches is None
+            else {s for s in running if any(fnmatchcase(s, t) for t in touches)}
+        )
     return len(hit)
 
 
@@ -343,9 +349,7 @@ def default_start(matrix: Matrix) -> Assignment:
 def declared_names(matrix: Matrix) -> frozenset[str]:
     """Every literal service name the matrix's touches declare (globs left out)."""
     names = {t for a in matrix.axes for t in (a.touches or ())}
-    names |= {
-        t for s in matrix.scenarios for f in s.facts() for t in (f.touches or ())
-    }
+    names |= {t for s in matrix.scenarios for f in s.facts() for t in (f.touches or ())}
     return frozenset(n for n in names if not any(c in n for c in "*?["))
 
 
