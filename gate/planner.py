@@ -27,6 +27,9 @@ from gate.matrix import Fact, Matrix, Scenario
 SEED = 10
 """The fixed seed of the candidate shuffles: the same matrix always gets the same plan."""
 
+STEPS = 300
+"""Local-search moves tried per row removed before the larger plan is kept."""
+
 TRIES = 1
 """Shuffled candidates per uncovered pair for each new row."""
 
@@ -118,7 +121,55 @@ def pairwise_rows(matrix: Matrix, facts: Mapping[str, str] | None = None) -> lis
     AETG-style greedy (each row the best of one candidate per uncovered pair)."""
     allowed = allowed_values(matrix, facts)
     ipog, aetg = _ipog(matrix, allowed), _aetg(matrix, allowed)
-    return ipog if len(ipog) <= len(aetg) else aetg
+    return _shrink(matrix, allowed, ipog if len(ipog) <= len(aetg) else aetg)
+
+
+def _shrink(
+    matrix: Matrix, allowed: Mapping[str, list[Any]], rows: list[Assignment]
+) -> list[Assignment]:
+    """Drop the last row and repair the lost pairs by a seeded local search, while that
+    finds a full cover within STEPS moves (greedy builds often end one row over)."""
+    target = _targets(matrix, allowed)
+    floor = max(1, lower_bound(matrix))
+    while len(rows) > floor:
+        smaller = _repair(matrix, [dict(r) for r in rows[:-1]], target)
+        if smaller is None:
+            break
+        rows = smaller
+    return rows
+
+
+def _repair(matrix: Matrix, rows: list[Assignment], target: set[Pair]) -> list[Assignment] | None:
+    """Each move writes one uncovered pair into the row where that loses fewest pairs."""
+    shuffler = random.Random(SEED)
+    for _ in range(STEPS):
+        missing = sorted(target - _covered(matrix, rows))
+        if not missing:
+            return rows
+        (a, ka), (b, kb) = shuffler.choice(missing)
+        value = {a: _value(matrix, a, ka), b: _value(matrix, b, kb)}
+        moves = [{**row, **value} for row in rows]
+        costs = [
+            len(target - _covered(matrix, rows[:i] + [move] + rows[i + 1 :]))
+            for i, move in enumerate(moves)
+        ]
+        low = min(costs)
+        pick = shuffler.choice([i for i, c in enumerate(costs) if c == low])
+        rows[pick] = moves[pick]
+    return None
+
+
+def _covered(matrix: Matrix, rows: Sequence[Mapping[str, Any]]) -> set[Pair]:
+    found: set[Pair] = set()
+    for row in rows:
+        found |= pairs_of(matrix, row)
+    return found
+
+
+def _value(matrix: Matrix, path: str, key: str) -> Any:
+    axis = matrix.axis(path)
+    assert axis is not None
+    return next(v for v in axis.values if _key(v) == key)
 
 
 def _targets(matrix: Matrix, allowed: Mapping[str, list[Any]]) -> set[Pair]:
