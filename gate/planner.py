@@ -150,7 +150,7 @@ def _repair(matrix: Matrix, rows: list[Assignment], target: set[Pair]) -> list[A
         value = {a: _value(matrix, a, ka), b: _value(matrix, b, kb)}
         moves = [{**row, **value} for row in rows]
         costs = [
-            len(target - _covered(matrix, rows[:i] + [move] + rows[i + 1 :]))
+            len(target - _covered(matrix, [*rows[:i], move, *rows[i + 1 :]]))
             for i, move in enumerate(moves)
         ]
         low = min(costs)
