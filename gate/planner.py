@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any
 
-from gate.matrix import Fact, Matrix, Scenario
+from gate.contract import lookup
+from gate.matrix import Fact, Matrix, Scenario, coverage, with_value
 
 SEED = 10
 """The fixed seed of the candidate shuffles: the same matrix always gets the same plan."""
@@ -409,7 +410,6 @@ def services_from(
 ) -> Services:
     """The contract's expected services of a planning config laid over `base` (the box's
     config); `fallback` when the config is too partial to ask (no box: `--list`)."""
-    from gate.matrix import with_value
 
     def services(config: Mapping[str, Any]) -> frozenset[str]:
         full: Any = dict(base)
@@ -440,8 +440,6 @@ def plan_pairwise(
 
 def box_start(matrix: Matrix, base: Mapping[str, Any]) -> Assignment:
     """The box's own value of each axis, the default where its config lacks the path."""
-    from gate.contract import lookup
-
     start: Assignment = {}
     for axis in matrix.axes:
         try:
@@ -455,8 +453,6 @@ def plan_lines(matrix: Matrix, expected: Callable[[Any], frozenset[str]]) -> lis
     """The `--list` text: declared, pairwise and full-product sizes with their pair
     coverage, and the restarts of each order from the axes' defaults (no box is asked, so
     every fact counts as known and the services are the contract's for the defaults)."""
-    from gate.matrix import coverage
-
     start = default_start(matrix)
     services = services_from(expected, {}, declared_names(matrix))
     declared = list(matrix.scenarios)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +66,27 @@ def test_the_seven_axis_lower_bound_is_the_two_largest_axes() -> None:
 def test_the_plan_is_deterministic(name: str) -> None:
     matrix = {n: m for n, m, _ in matrices()}[name]
     assert planner.pairwise_rows(matrix) == planner.pairwise_rows(matrix)
+
+
+def test_the_plan_does_not_depend_on_the_hash_seed() -> None:
+    """Sets iterate in hash order: a plan that leaned on it would differ between processes."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import test_planner as t; "
+        "from gate import planner; "
+        "print([planner.pairwise_rows(m) for _, m, _ in t.matrices()])"
+    )
+    plans = {
+        subprocess.run(
+            [sys.executable, "-c", code, str(UNIT)],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(plans) == 1
+    assert "node.mode" in plans.pop()
 
 
 @pytest.mark.parametrize("name", ["sample", "kvfront", "seven"])
