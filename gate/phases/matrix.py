@@ -234,7 +234,9 @@ def summarise(run: Run, scenario: Scenario, records: list[CheckRecord]) -> None:
         f"{counts[Verdict.INCONCLUSIVE]} inconclusive"
         + (f" (failed: {', '.join(failed)})" if failed else "")
     )
-    repro = run.hint("--scenario", scenario.name)
+    # a planned scenario is not declared: --scenario cannot name it, the plan reruns it
+    pairwise = run.ctx.opts.plan == "pairwise"
+    repro = run.hint("--plan", "pairwise") if pairwise else run.hint("--scenario", scenario.name)
     run.ledger.items.append({"scenario": scenario.name, "evidence": line, "reproduce": repro})
     run.console.line(f"  {line}")
     run.console.line(f"  reproduce: {repro}")

@@ -234,3 +234,5 @@ def test_a_pairwise_run_on_the_double_runs_the_planned_scenarios_and_passes(
     assert order == [s.name for s in walk.scenarios]
     assert len(order) == len(planner.pairwise_rows(matrix, facts={})) > 1
     assert all(name.startswith("pairwise-") for name in order)
+    assert "--plan pairwise" in console.getvalue()
+    assert "--scenario pairwise-" not in console.getvalue()  # no hint that cannot run
