@@ -47,6 +47,8 @@ class Options:
     json: bool = False
     accept_new_host_key: bool = False
     scenarios: tuple[str, ...] = ()
+    plan: str = "declared"
+    """Which scenarios the matrix walks: the declared ones, or a pairwise plan (gate/planner)."""
     keep: bool = False
     strict: bool = False
     recover: bool = False

@@ -23,6 +23,12 @@ COMMON: tuple[Flag, ...] = (
     Flag("control", "the stack's control command (overrides the inventory)", "text", "CMD"),
     Flag("list", "print what would run (checks, scenarios, axes, coverage) and exit"),
     Flag("scenario", "run only this scenario (repeatable)", "repeat", "NAME"),
+    Flag(
+        "plan",
+        "declared (the matrix's scenarios, default) or pairwise (every value pair, few restarts)",
+        "text",
+        "PLAN",
+    ),
     Flag("out", "where results/<run-id>/ goes (default results)", "path", "DIR"),
     Flag("json", "print summary.json to stdout at the end"),
     Flag("accept_new_host_key", "trust and record an unknown host key"),
@@ -56,6 +62,7 @@ def options_from(raw: Mapping[str, Any]) -> Options:
         control=given.get("control"),
         list_only=bool(given.get("list")),
         scenarios=tuple(given.get("scenario", ())),
+        plan=parse_plan(given.get("plan", "declared"), given.get("scenario", ())),
         out=Path(given.get("out", "results")),
         json=bool(given.get("json")),
         accept_new_host_key=bool(given.get("accept_new_host_key")),
@@ -79,3 +86,15 @@ def parse_facts(pairs: Any) -> dict[str, str]:
             raise UsageError(f"--fact takes key=value, not {pair!r}")
         facts[key.strip()] = value.strip()
     return facts
+
+
+PLANS = ("declared", "pairwise")
+
+
+def parse_plan(plan: Any, scenarios: Any) -> str:
+    """`--plan`: a known word; pairwise names its own scenarios, so --scenario cannot pick."""
+    if plan not in PLANS:
+        raise UsageError(f"--plan takes {' or '.join(PLANS)}, not {plan!r}")
+    if plan == "pairwise" and scenarios:
+        raise UsageError("--plan pairwise plans its own scenarios: drop --scenario")
+    return str(plan)

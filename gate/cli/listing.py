@@ -11,6 +11,7 @@ from gate.matrix import describe, validate_matrix
 from gate.observed import observers
 from gate.options import Options, load_contract_file
 from gate.phases import Phase, registered
+from gate.planner import plan_lines
 from gate.probes import Http
 
 
@@ -27,6 +28,7 @@ def list_plan(opts: Options, stream: TextIO) -> int:
     if stack.matrix is not None:
         matrix = validate_matrix(stack.matrix)
         lines += describe(matrix, opts.facts)
+        lines += plan_lines(matrix, contract.expected_services)
         lines.append("axes observed by (checks whose expectation follows the axis):")
         facts = {**contract.facts, **opts.facts}
         for path, names in observers(matrix, contract, None, facts).items():

@@ -32,6 +32,7 @@ from gate.matrix import (
 from gate.observe import read_config, read_fingerprints
 from gate.observed import observers
 from gate.phases.base import Phase
+from gate.planner import plan_pairwise
 from gate.restarts import Clock, clock_fields, restarted, scope, service_clock
 from gate.snapshot import BASELINE_CONFIG, Baseline, write_state
 
@@ -50,7 +51,7 @@ class MatrixPhase(Phase):
 
     def plan(self, run: Run) -> bool:
         matrix = validate_matrix(run.ctx.contract_file.matrix)
-        selected = matrix.select(run.ctx.opts.scenarios)
+        selected = select(run, matrix)
         check_paths(matrix, selected, run.config)
         self._runnable = runnable(run, selected)
         for scenario in self._runnable:
@@ -67,6 +68,15 @@ class MatrixPhase(Phase):
         previous: Config | None = run.config
         for scenario in self._runnable:
             previous = run_scenario(run, matrix, scenario, run.baseline, previous)
+
+
+def select(run: Run, matrix: Matrix) -> list[Scenario]:
+    """The declared scenarios (--scenario picks), or with --plan pairwise the planned ones
+    in the order that restarts fewest services from the box's own config."""
+    if run.ctx.opts.plan != "pairwise":
+        return matrix.select(run.ctx.opts.scenarios)
+    walk = plan_pairwise(matrix, run.box.contract.expected_services, run.config, run.ctx.facts)
+    return list(walk.scenarios)
 
 
 def report_unobserved(run: Run, matrix: Matrix) -> None:
@@ -224,7 +234,9 @@ def summarise(run: Run, scenario: Scenario, records: list[CheckRecord]) -> None:
         f"{counts[Verdict.INCONCLUSIVE]} inconclusive"
         + (f" (failed: {', '.join(failed)})" if failed else "")
     )
-    repro = run.hint("--scenario", scenario.name)
+    # a planned scenario is not declared: --scenario cannot name it, the plan reruns it
+    pairwise = run.ctx.opts.plan == "pairwise"
+    repro = run.hint("--plan", "pairwise") if pairwise else run.hint("--scenario", scenario.name)
     run.ledger.items.append({"scenario": scenario.name, "evidence": line, "reproduce": repro})
     run.console.line(f"  {line}")
     run.console.line(f"  reproduce: {repro}")
