@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import signal
 import ssl
@@ -60,7 +61,8 @@ def fetch_json(
             return json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as exc:
         raise FetchError(f"HTTP {exc.code}") from None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        # HTTPException: a peer stopped mid-answer (IncompleteRead) is a failure like any other
         reason = getattr(exc, "reason", exc)
         raise FetchError(str(reason) or type(exc).__name__) from None
 
