@@ -35,7 +35,7 @@ from gate.errors import Unreachable
 from gate.expect import Context
 from gate.repairs import Repair, Step, control, mend, open_repair
 from gate.target import quote
-from gate.waits import wait_until
+from gate.waits import sample_throughout, wait_until
 
 if TYPE_CHECKING:
     from gate.engine.run import Run
@@ -322,17 +322,15 @@ class Exercise:
     def hold(self) -> None:
         fault = self.fault
         want = self.expected(self.degraded, fault.status_exit)
-        interval = min(HOLD_INTERVAL_S, fault.hold_s / (MIN_HOLD_SAMPLES + 1))
         since = time.monotonic()
-        samples: list[Sample] = []
-        while True:
-            sample = take(self.run, self.degraded, fault.status_exit, since)
-            samples.append(sample)
-            if not sample.holds:
-                break
-            if sample.at >= fault.hold_s and len(samples) >= MIN_HOLD_SAMPLES:
-                break  # the window is covered, by enough reads to call it "throughout"
-            time.sleep(min(interval, max(0.0, fault.hold_s - sample.at)))
+        samples = sample_throughout(
+            lambda: take(self.run, self.degraded, fault.status_exit, since),
+            lambda sample: sample.holds,
+            lambda sample: sample.at,
+            fault.hold_s,
+            min_samples=MIN_HOLD_SAMPLES,
+            max_interval=HOLD_INTERVAL_S,
+        )
         last = samples[-1]
         self.timings.hold_samples = len(samples)
         took = time.monotonic() - since

@@ -108,3 +108,26 @@ def wait_until(
             observe(name, final, max(0.0, timeout - (time.monotonic() - start)))
     result.elapsed = time.monotonic() - start
     return result
+
+
+def sample_throughout(
+    sample: Callable[[], T],
+    holds: Callable[[T], bool],
+    elapsed: Callable[[T], float],
+    window: float,
+    *,
+    min_samples: int,
+    max_interval: float,
+) -> list[T]:
+    """Read again and again until `window` seconds are covered by at least `min_samples`
+    reads, or until one read does not hold. Not a wait for an event: a state asserted
+    THROUGHOUT a window (a fault's hold) is read at a cadence, so the pause is the cadence."""
+    interval = min(max_interval, window / (min_samples + 1))
+    samples: list[T] = []
+    while True:
+        value = sample()
+        samples.append(value)
+        at = elapsed(value)
+        if not holds(value) or (at >= window and len(samples) >= min_samples):
+            return samples
+        time.sleep(min(interval, max(0.0, window - at)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gate.errors import Unreachable
-from gate.waits import wait_until
+from gate.waits import sample_throughout, wait_until
 
 
 def test_wait_is_satisfied_when_the_signal_arrives() -> None:
@@ -49,3 +49,19 @@ def test_observer_sees_every_attempt_with_a_countdown() -> None:
     )
     assert len(seen) == 3
     assert all(0 < r <= 5 for r in seen)
+
+
+def test_sampling_throughout_stops_at_the_first_read_that_breaks_the_hold() -> None:
+    reads = iter([(True, 0.0), (True, 0.1), (False, 0.2), (True, 0.3)])
+    got = sample_throughout(
+        lambda: next(reads), lambda r: r[0], lambda r: r[1], 5.0, min_samples=3, max_interval=0.001
+    )
+    assert got == [(True, 0.0), (True, 0.1), (False, 0.2)]
+
+
+def test_sampling_throughout_covers_the_window_with_at_least_the_minimum_reads() -> None:
+    reads = iter([(True, 0.0), (True, 2.0), (True, 2.0), (True, 2.0)])
+    got = sample_throughout(
+        lambda: next(reads), lambda r: r[0], lambda r: r[1], 1.0, min_samples=3, max_interval=0.001
+    )
+    assert got == [(True, 0.0), (True, 2.0), (True, 2.0)]  # past the window, but 3 reads
