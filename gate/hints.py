@@ -52,6 +52,8 @@ def _box_flags(opts: Options) -> list[str]:
         words += ["--control", opts.control]
     if opts.known_hosts is not None:
         words += ["--known-hosts", str(opts.known_hosts)]
+    if opts.transport:
+        words += ["--transport", opts.transport]
     return words
 
 

@@ -24,6 +24,9 @@ from typing import Any
 from gate.errors import UsageError
 
 KNOWN_HOSTS_FILE = "known_hosts"
+TRANSPORTS = ("persistent", "exec")
+"""How commands reach an SSH box: one persistent channel (the default), or an exec channel
+each (gate/target.py)."""
 MOVED = {"workers": 'run-wide values are facts now: put `workers = "2"` under [requirements]'}
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
@@ -37,6 +40,7 @@ _KEYS = {
     "dir": str,
     "control": str,
     "known_hosts": str,
+    "transport": str,
     "requirements": dict,
 }
 
@@ -60,6 +64,7 @@ class HostSpec:
     known_hosts: Path | None = None
     requirements: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     local: bool = False
+    transport: str = TRANSPORTS[0]
 
     def require_dir(self) -> str:
         """The stack dir, or a usage error saying how to give one."""
@@ -172,7 +177,14 @@ def load_inventory(name: str, inventory_dir: Path) -> HostSpec:
         control=_non_empty(data, "control", "(contract)", path) if "control" in data else "",
         known_hosts=_known_hosts(data.get("known_hosts"), inventory_dir),
         requirements=_requirements(data.get("requirements", {}), path),
+        transport=check_transport(data.get("transport", TRANSPORTS[0]), f"{path}: transport"),
     )
+
+
+def check_transport(value: str, where: str) -> str:
+    if value not in TRANSPORTS:
+        raise UsageError(f"{where}: {value!r} is not one of {', '.join(TRANSPORTS)}")
+    return value
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

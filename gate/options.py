@@ -49,6 +49,8 @@ class Options:
     scenarios: tuple[str, ...] = ()
     plan: str = "declared"
     """Which scenarios the matrix walks: the declared ones, or a pairwise plan (gate/planner)."""
+    transport: str | None = None
+    """How commands reach an SSH box (inventory.TRANSPORTS); None: the inventory's choice."""
     keep: bool = False
     strict: bool = False
     recover: bool = False

@@ -38,3 +38,17 @@ class Result:
         if self.outcome is not Outcome.UNREACHABLE:
             return None
         return Unreachable(f"{self.command[:80]}: {self.reason}")
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """What a transport brought back for one command, before it is classified into a Result.
+
+    `lost` is set when the link (or a timeout), not the command, ended it: the command's
+    outcome is then unknown, whatever it printed before.
+    """
+
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    lost: str = ""

@@ -2,11 +2,11 @@
 
     Target.run(command, timeout=..., stdin=...) -> Result
         ├── LocalTarget   invoke, a /bin/sh subprocess on this machine
-        └── SSHTarget     fabric, an exec channel per command, host keys verified
+        └── SSHTarget     fabric, host keys verified; one persistent command channel
+                          (gate/channel.py), or an exec channel per command (`exec`)
 
-`Target.run` owns timing and classification (ok / failed / unreachable); the two
-implementations override only `_exchange`, the I/O. A persistent-shell transport can
-slot in later as a third `_exchange`. Third-party errors (paramiko, invoke, socket)
+`Target.run` owns timing and classification (ok / failed / unreachable); the
+implementations override only `_exchange`, the I/O. Third-party errors (paramiko, invoke, socket)
 are mapped to gate errors only in the box-access layer: here, hostkeys.py and hold.py.
 """
 
@@ -21,8 +21,7 @@ import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -35,12 +34,13 @@ from invoke.context import Context as InvokeContext
 from invoke.exceptions import CommandTimedOut
 from invoke.runners import Local as _InvokeLocal
 
+from gate.channel import ChannelDown, NotSent, PersistentChannel
 from gate.errormap import LINK_ERRORS, connect_error, first_line, lost
 from gate.errors import Unreachable, UsageError
 from gate.hold import Hold, hold_channel, hold_local
 from gate.hostkeys import RecordingHostKeyPolicy, load_known_hosts
 from gate.inventory import HostSpec
-from gate.result import Outcome, Result
+from gate.result import Exchange, Outcome, Result
 
 SSH_FAILURE_CODE = 255
 """The exit code ssh itself uses for its own failures: never the command's verdict."""
@@ -48,16 +48,9 @@ SSH_FAILURE_CODE = 255
 DEFAULT_PROJECT_KNOWN_HOSTS = Path("inventory/known_hosts")
 USER_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 STDIN_CHUNK = 64 * 1024
-
-
-@dataclass(frozen=True)
-class _Exchange:
-    """Raw output of one command; `lost` is set when the link, not the command, ended it."""
-
-    exit_code: int | None
-    stdout: str
-    stderr: str
-    lost: str = ""
+MAX_CHANNEL_DEATHS = 3
+"""A persistent channel that died this often is not reopened: the run stays on exec."""
+EXEC = "each command now gets a fresh SSH channel"
 
 
 def quote(*parts: str) -> str:
@@ -71,6 +64,8 @@ class Target(abc.ABC):
     name: str
     generation: int = 0
     """How many times the link was (re)established; a change means a reconnect happened."""
+    notice: Callable[[str], None] = staticmethod(lambda _text: None)
+    """Where the target reports a change of its own (a transport fallback): the run's notes."""
 
     def run(self, command: str, *, timeout: float, stdin: str | None = None) -> Result:
         """Run `command` under a POSIX shell; a lost link or timeout is UNREACHABLE, not raised."""
@@ -81,7 +76,7 @@ class Target(abc.ABC):
         return _classify(command, exchange, time.monotonic() - started)
 
     @abc.abstractmethod
-    def _exchange(self, command: str, *, timeout: float, stdin: str) -> _Exchange:
+    def _exchange(self, command: str, *, timeout: float, stdin: str) -> Exchange:
         """Send the command, feed stdin, collect output: the only I/O a target does."""
 
     @abc.abstractmethod
@@ -112,7 +107,7 @@ class Target(abc.ABC):
         return f"<{type(self).__name__} {self.name}>"
 
 
-def _classify(command: str, exchange: _Exchange, duration: float) -> Result:
+def _classify(command: str, exchange: Exchange, duration: float) -> Result:
     """Turn raw output into a verdict: rc 255 and lost links are could-not-ask, not failures."""
     outcome, reason = Outcome.OK, ""
     if exchange.lost or exchange.exit_code is None:
@@ -218,16 +213,16 @@ class LocalTarget(Target):
         config = InvokeConfig(overrides={"runners": {"local": _LocalRunner}})
         self._context = InvokeContext(config=config)
 
-    def _exchange(self, command: str, *, timeout: float, stdin: str) -> _Exchange:
+    def _exchange(self, command: str, *, timeout: float, stdin: str) -> Exchange:
         try:
             result = self._context.run(command, **_run_options(timeout, stdin), shell=self._shell)
         except CommandTimedOut as exc:
             return _partial(exc.result, _timeout_reason(timeout))
         except LINK_ERRORS as exc:
-            return _Exchange(None, "", "", lost=f"could not run locally: {first_line(exc)}")
+            return Exchange(None, "", "", lost=f"could not run locally: {first_line(exc)}")
         if result is None:  # invoke's Result is falsy when the command failed; None is no result
             return _NO_RESULT
-        return _Exchange(result.exited, result.stdout, result.stderr)
+        return Exchange(result.exited, result.stdout, result.stderr)
 
     def hold(self, command: str, *, ready: str, timeout: float) -> Hold | Result:
         return hold_local(command, ready=ready, timeout=timeout)
@@ -239,7 +234,7 @@ class LocalTarget(Target):
         """Nothing to close."""
 
 
-_NO_RESULT = _Exchange(None, "", "", lost="the runner returned no result")
+_NO_RESULT = Exchange(None, "", "", lost="the runner returned no result")
 
 
 def _run_options(timeout: float, stdin: str) -> dict[str, Any]:
@@ -254,16 +249,18 @@ def _run_options(timeout: float, stdin: str) -> dict[str, Any]:
     }
 
 
-def _partial(result: Any, lost: str) -> _Exchange:
+def _partial(result: Any, lost: str) -> Exchange:
     """What a cut-short command printed before it was cut short."""
-    return _Exchange(None, result.stdout, result.stderr, lost=lost)
+    return Exchange(None, result.stdout, result.stderr, lost=lost)
 
 
 # --- ssh -------------------------------------------------------------------------------
 
 
 class SSHTarget(Target):
-    """A box over SSH, through fabric: a fresh exec channel per command, host keys verified.
+    """A box over SSH, through fabric, host keys verified: commands go over one persistent
+    channel (gate/channel.py), or a fresh exec channel each with `persistent=False`
+    (`--transport exec`), which is also the fallback when the persistent channel fails.
 
     `host` may be an address or an ~/.ssh/config alias; `port`/`user`/`identity` left at
     None are resolved by that config, then by fabric's defaults.
@@ -281,7 +278,13 @@ class SSHTarget(Target):
         connect_timeout: float = 10.0,
         ssh_config: Path | None = None,
         user_known_hosts: Path = USER_KNOWN_HOSTS,
+        persistent: bool = True,
     ) -> None:
+        self.persistent = persistent
+        """Commands go over one persistent channel (gate/channel.py); False: exec per command."""
+        self._channel: PersistentChannel | None = None
+        self._channel_generation = -1
+        self._channel_deaths = 0
         self._known_hosts = [user_known_hosts.expanduser(), known_hosts.expanduser()]
         self._policy = RecordingHostKeyPolicy(known_hosts.expanduser(), accept_new=accept_new)
         self._connect_timeout = connect_timeout
@@ -364,22 +367,78 @@ class SSHTarget(Target):
             raise mapped from exc
 
     def close(self) -> None:
+        self._close_channel()
         self._connection.close()
         self._connection.client.close()
 
-    def _exchange(self, command: str, *, timeout: float, stdin: str) -> _Exchange:
+    def _exchange(self, command: str, *, timeout: float, stdin: str) -> Exchange:
         self.open()
+        channel = self._command_channel()
+        if channel is None:
+            return self._exec(command, timeout=timeout, stdin=stdin)
+        try:
+            exchange = channel.run(command, timeout=timeout, stdin=stdin)
+        except NotSent as exc:
+            self._give_up_channel(str(exc))
+            return self._exec(command, timeout=timeout, stdin=stdin)
+        if channel.dead:
+            self._give_up_channel(channel.dead)
+        return exchange
+
+    def _command_channel(self) -> PersistentChannel | None:
+        """This connection's persistent channel, started on first use; None: use exec."""
+        if not self.persistent:
+            return None
+        channel = self._channel
+        if channel is not None and self._channel_generation == self.generation:
+            return channel
+        self._close_channel()
+        try:
+            channel = PersistentChannel(self.transport)
+        except Unreachable:
+            return None  # the link is gone: the exec path reports it as could-not-ask
+        except ChannelDown as exc:
+            if self._connection.is_connected:
+                self.persistent = False
+                self.notice(f"transport: no persistent channel to {self.host_port} ({exc}); {EXEC}")
+            return None
+        self._channel, self._channel_generation = channel, self.generation
+        return channel
+
+    def _give_up_channel(self, why: str) -> None:
+        """Drop a channel that can carry no more commands; after a few, stay on exec."""
+        self._close_channel()
+        if not self._connection.is_connected:
+            return  # the link dropped: the reconnect opens a new channel, nothing died
+        self._channel_deaths += 1
+        if self._channel_deaths >= MAX_CHANNEL_DEATHS:
+            self.persistent = False
+        then = "a new one opens for the next command" if self.persistent else EXEC
+        self.notice(f"transport: {why}; {then}")
+
+    @property
+    def command_channel(self) -> PersistentChannel | None:
+        """The persistent channel now open, if any (the tests watch it die)."""
+        return self._channel
+
+    def _close_channel(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    def _exec(self, command: str, *, timeout: float, stdin: str) -> Exchange:
+        """The command on a fresh exec channel (fabric `run`): `--transport exec`, the fallback."""
         try:
             result = self._connection.run(command, **_run_options(timeout, stdin))
         except CommandTimedOut as exc:
             return _partial(exc.result, _timeout_reason(timeout))
         except LINK_ERRORS as exc:
-            return _Exchange(None, "", "", lost=lost(exc))
+            return Exchange(None, "", "", lost=lost(exc))
         if result is None:
             return _NO_RESULT
         if result.exited == -1 or not self._connection.is_connected:
             return _partial(result, "connection lost: no exit status from the box")
-        return _Exchange(result.exited, result.stdout, result.stderr)
+        return Exchange(result.exited, result.stdout, result.stderr)
 
 
 # --- choosing a target -------------------------------------------------------------------
@@ -404,4 +463,5 @@ def target_for(
         accept_new=accept_new,
         connect_timeout=connect_timeout,
         ssh_config=ssh_config,
+        persistent=spec.transport == "persistent",
     )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gate.errors import UsageError
+from gate.inventory import check_transport
 from gate.options import Flag, Options
 from gate.phases import registered
 
@@ -28,6 +29,12 @@ COMMON: tuple[Flag, ...] = (
         "declared (the matrix's scenarios, default) or pairwise (every value pair, few restarts)",
         "text",
         "PLAN",
+    ),
+    Flag(
+        "transport",
+        "persistent (one command channel per box, default) or exec (an SSH channel each)",
+        "text",
+        "KIND",
     ),
     Flag("out", "where results/<run-id>/ goes (default results)", "path", "DIR"),
     Flag("json", "print summary.json to stdout at the end"),
@@ -63,6 +70,9 @@ def options_from(raw: Mapping[str, Any]) -> Options:
         list_only=bool(given.get("list")),
         scenarios=tuple(given.get("scenario", ())),
         plan=parse_plan(given.get("plan", "declared"), given.get("scenario", ())),
+        transport=check_transport(given["transport"], "--transport")
+        if "transport" in given
+        else None,
         out=Path(given.get("out", "results")),
         json=bool(given.get("json")),
         accept_new_host_key=bool(given.get("accept_new_host_key")),

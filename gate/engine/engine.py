@@ -98,6 +98,7 @@ def resolve(opts: Options, contract: StackContract) -> HostSpec:
         "dir": opts.dir,
         "control": opts.control or spec.control or contract.control,
         "known_hosts": opts.known_hosts,
+        "transport": opts.transport,
     }
     spec = replace(spec, **{k: v for k, v in changes.items() if v is not None})
     if not spec.dir:
@@ -133,9 +134,10 @@ class Engine:
 
     def _connect_and_run(self) -> None:
         run, host = self.run, self.ctx.host
-        mode = "local" if host.local else "ssh"
+        mode = "local" if host.local else f"ssh, {host.transport} transport"
         run.console.phase("connect", f"{host.name} ({mode}, {self.ctx.opts.mode})")
         with self._target(host, self.ctx.opts.accept_new_host_key) as target:
+            target.notice = lambda text: run.note(text, "yellow")
             box = Box(
                 target,
                 host,

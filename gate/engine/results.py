@@ -29,6 +29,7 @@ def write_manifest(run: Run, target: str, versions: Any) -> None:
             "mode": ctx.opts.mode,
             "phases": [p.name for p in ctx.phases],
             "target": target,
+            "transport": "local" if ctx.host.local else ctx.host.transport,
             "host": ctx.host.name,
             "stack_dir": ctx.host.dir,
             "stack": versions,

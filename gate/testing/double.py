@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from gate.box import BOXTOOL
 from gate.errors import Unreachable
 from gate.hold import Hold
-from gate.result import Outcome, Result
-from gate.target import SSH_FAILURE_CODE, Target, _Exchange
+from gate.result import Exchange, Outcome, Result
+from gate.target import SSH_FAILURE_CODE, Target
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,7 @@ class ScriptedTarget(Target):
 
     # --- the Target I/O -------------------------------------------------------------------
 
-    def _exchange(self, command: str, *, timeout: float, stdin: str) -> _Exchange:
+    def _exchange(self, command: str, *, timeout: float, stdin: str) -> Exchange:
         self.open()
         call = self._record(command, timeout=timeout, stdin=stdin, held=False)
         answer = self._answer(call)
@@ -230,7 +230,7 @@ class ScriptedTarget(Target):
             raise TypeError(f"Held() answers hold() only, not run({call.command!r})")
         if isinstance(answer, Lost):
             return self._lose(answer)
-        return _Exchange(answer.exit_code, answer.stdout, answer.stderr)
+        return Exchange(answer.exit_code, answer.stdout, answer.stderr)
 
     def hold(self, command: str, *, ready: str, timeout: float) -> Hold | Result:
         self.open()
@@ -261,10 +261,10 @@ class ScriptedTarget(Target):
                 return answer
         raise self.unexpected(call)
 
-    def _lose(self, lost: Lost) -> _Exchange:
+    def _lose(self, lost: Lost) -> Exchange:
         if lost.drops:
             self.drop(reconnect=lost.reconnect)
-        return _Exchange(None, lost.stdout, "", lost=lost.reason)
+        return Exchange(None, lost.stdout, "", lost=lost.reason)
 
 
 def _refused(command: str, reply: Reply) -> Result:

@@ -35,12 +35,14 @@ def ssh_target(server: Sshd, known_hosts: Path, tmp_path: Path, **options: objec
     )
 
 
-@pytest.fixture(params=["local", "ssh"])
+@pytest.fixture(params=["local", "ssh", "ssh-exec"])
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Target:
+    """Every behaviour below holds locally and over both SSH transports (persistent, exec)."""
     if request.param == "local":
         return LocalTarget()
     server: Sshd = request.getfixturevalue("sshd")
-    remote = ssh_target(server, server.known_hosts, tmp_path)
+    persistent = request.param == "ssh"
+    remote = ssh_target(server, server.known_hosts, tmp_path, persistent=persistent)
     request.addfinalizer(remote.close)
     return remote
 
@@ -138,9 +140,11 @@ def test_rc_255_is_unreachable_not_failed(target: Target) -> None:
     )
 
 
-def test_local_and_ssh_give_identical_results(sshd: Sshd, tmp_path: Path) -> None:
+@pytest.mark.parametrize("persistent", [True, False], ids=["persistent", "exec"])
+def test_local_and_ssh_give_identical_results(sshd: Sshd, tmp_path: Path, persistent: bool) -> None:
     commands = ["echo a; echo b >&2", "exit 3", "exit 255", "cat; printf x", "pwd >/dev/null"]
-    with LocalTarget() as local, ssh_target(sshd, sshd.known_hosts, tmp_path) as remote:
+    remote = ssh_target(sshd, sshd.known_hosts, tmp_path, persistent=persistent)
+    with LocalTarget() as local, remote:
         for command in commands:
             assert _timeless(local.run(command, timeout=10, stdin="in")) == _timeless(
                 remote.run(command, timeout=10, stdin="in")
@@ -151,12 +155,29 @@ def _timeless(result: Result) -> Result:
     return dataclasses.replace(result, duration=0.0)
 
 
-def test_local_timeout_kills_the_whole_command(tmp_path: Path) -> None:
-    marker = tmp_path / "survivor"
-    result = LocalTarget().run(f"(sleep 2; touch {quote(str(marker))}) & sleep 30", timeout=0.5)
+@pytest.mark.parametrize("target", ["local", "ssh"], indirect=True)
+def test_a_timeout_kills_the_whole_command(target: Target, tmp_path: Path) -> None:
+    """The background child is in the command's process group: the timeout kills it too.
+
+    Not over `--transport exec`: closing an exec channel leaves the command running (gate's
+    own commands are wrapped in `boxtool exec`, which kills the group at its deadline)."""
+    pid_file = tmp_path / "child.pid"
+    command = f"sh -c 'echo $$ > \"$0\"; exec sleep 30' {quote(str(pid_file))} & sleep 30"
+    result = target.run(command, timeout=0.5)
     assert result.reason == "timeout after 0.5s"
-    time.sleep(2.5)  # the background child would have touched the marker by now
-    assert not marker.exists()
+    wait_for(pid_file)
+    child = Path(f"/proc/{pid_file.read_text().strip()}")
+    end = time.monotonic() + 10
+    while child.exists() and _state(child) != "Z":
+        assert time.monotonic() < end, f"{child} outlived its command's timeout"
+        time.sleep(0.02)
+
+
+def _state(proc: Path) -> str:
+    try:
+        return proc.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "gone"
 
 
 def test_timeout_must_be_positive() -> None:
@@ -176,12 +197,13 @@ def wait_for(path: Path, deadline: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.parametrize("persistent", [True, False], ids=["persistent", "exec"])
 def test_sshd_killed_mid_command_is_unreachable_then_reconnects(
-    sshd_factory: Callable[[], Sshd], tmp_path: Path
+    sshd_factory: Callable[[], Sshd], tmp_path: Path, persistent: bool
 ) -> None:
     server = sshd_factory()
     marker = tmp_path / "started"
-    remote = ssh_target(server, server.known_hosts, tmp_path)
+    remote = ssh_target(server, server.known_hosts, tmp_path, persistent=persistent)
     killer = threading.Thread(target=lambda: (wait_for(marker), server.kill()))
     killer.start()
     result = remote.run(f"touch {quote(str(marker))}; sleep 30; echo finished", timeout=20)

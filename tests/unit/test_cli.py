@@ -99,6 +99,11 @@ def test_out_under_a_regular_file(tmp_path: Path, box_dir: Path) -> None:
     assert f"--out {out}: {blocker} is not a directory" in line
 
 
+def test_an_unknown_transport(tmp_path: Path, box_dir: Path) -> None:
+    line = usage_error(tmp_path, box_dir, local=True, dir=str(box_dir), transport="mitogen")
+    assert line == "gate: --transport: 'mitogen' is not one of persistent, exec"
+
+
 def test_check_with_scenario(tmp_path: Path, box_dir: Path) -> None:
     line = usage_error(
         tmp_path, box_dir, local=True, dir=str(box_dir), check=True, scenario=["local-defaults"]

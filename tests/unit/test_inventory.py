@@ -23,6 +23,7 @@ identity = "~/.ssh/id_ed25519"
 dir = "/srv/stack"
 control = "sudo ./stackctl"
 known_hosts = "inventory/known_hosts"
+transport = "exec"
 
 [requirements]
 remote_node_url = "http://10.0.0.5:18081"
@@ -72,6 +73,7 @@ def test_full_inventory_file_loads_every_field(inventory: Path) -> None:
             "alt_data_dir": "/srv/node-compact",
         },
         local=False,
+        transport="exec",
     )
 
 
@@ -82,6 +84,7 @@ def test_minimal_inventory_file_gets_defaults(inventory: Path) -> None:
     assert spec.control == ""  # the contract's own control command
     assert spec.known_hosts == inventory / "known_hosts"
     assert dict(spec.requirements) == {}
+    assert spec.transport == "persistent"
 
 
 def test_absolute_known_hosts_is_kept(inventory: Path, tmp_path: Path) -> None:
@@ -224,6 +227,7 @@ def test_missing_named_file_names_the_file(inventory: Path) -> None:
         ('dir = "/s"\n[requirements]\npeers = 3\n', "requirements.peers must be a string, got 3"),
         ('dir = "/s"\nhost = \n', "not valid TOML"),
         ('dir = "/s"\ndir = "/t"\n', "not valid TOML"),
+        ('dir = "/s"\ntransport = "ssh"\n', "transport: 'ssh' is not one of persistent, exec"),
     ],
 )
 def test_invalid_inventory_files(inventory: Path, text: str, problem: str) -> None:
