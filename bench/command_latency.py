@@ -18,7 +18,6 @@ import importlib
 import importlib.metadata
 import os
 import platform
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -29,11 +28,13 @@ from pathlib import Path
 from types import ModuleType
 
 from bench.stats import Row, table_lines
+from gate.result import Result
 from gate.target import SSHTarget
 from gate.testing.sshd import Sshd, SshdUnavailable
 
 COMMAND = "true"
 FABRIC = "fabric run"
+PERSISTENT = "gate persistent channel"
 Call = Callable[[], object]
 Method = Callable[[Sshd], contextlib.AbstractContextManager[Call]]
 
@@ -46,29 +47,7 @@ class NotAvailable(Exception):
 
 
 @contextlib.contextmanager
-def prototype_channel(sshd: Sshd) -> Iterator[Call]:
-    """PROTOTYPE: one long-lived `sh` on one paramiko channel, marker-framed, rc read back."""
-    with _gate_ssh(sshd) as target:
-        channel = target.transport.open_session()
-        channel.exec_command("sh")
-        reader = channel.makefile("rb")
-        marker = secrets.token_hex(16).encode()
-
-        def call() -> int:
-            channel.sendall(
-                COMMAND.encode() + b" </dev/null; printf '\\n%s %d\\n' " + marker + b" $?\n"
-            )
-            while line := reader.readline():
-                if line.startswith(marker):
-                    return int(line.split()[1])
-            raise EOFError("the shell closed its channel")
-
-        yield call
-        channel.close()
-
-
-@contextlib.contextmanager
-def _gate_ssh(sshd: Sshd) -> Iterator[SSHTarget]:
+def _gate_ssh(sshd: Sshd, *, persistent: bool) -> Iterator[SSHTarget]:
     target = SSHTarget(
         sshd.host,
         port=sshd.port,
@@ -76,6 +55,7 @@ def _gate_ssh(sshd: Sshd) -> Iterator[SSHTarget]:
         identity=sshd.identity,
         known_hosts=sshd.known_hosts,
         user_known_hosts=sshd.known_hosts,
+        persistent=persistent,
     )
     target.open()
     try:
@@ -85,10 +65,24 @@ def _gate_ssh(sshd: Sshd) -> Iterator[SSHTarget]:
 
 
 @contextlib.contextmanager
-def gate_target(sshd: Sshd) -> Iterator[Call]:
-    """gate.target.SSHTarget.run: what the engine uses today (a fabric exec channel each)."""
-    with _gate_ssh(sshd) as target:
-        yield lambda: target.run(COMMAND, timeout=30)
+def gate_persistent(sshd: Sshd) -> Iterator[Call]:
+    """gate's SSHTarget.run over its persistent command channel (the default transport)."""
+    with _gate_ssh(sshd, persistent=True) as target:
+        yield lambda: _checked(target.run(COMMAND, timeout=30))
+
+
+@contextlib.contextmanager
+def gate_exec(sshd: Sshd) -> Iterator[Call]:
+    """gate's SSHTarget.run with `--transport exec`: a fabric exec channel per command."""
+    with _gate_ssh(sshd, persistent=False) as target:
+        yield lambda: _checked(target.run(COMMAND, timeout=30))
+
+
+def _checked(result: Result) -> Result:
+    """A bench that times failures measures nothing: a failed command stops the row."""
+    if not result.ok:
+        raise RuntimeError(f"{result.command}: {result.outcome.value} {result.reason}")
+    return result
 
 
 @contextlib.contextmanager
@@ -184,8 +178,8 @@ def mitogen_call(sshd: Sshd) -> Iterator[Call]:
 
 
 METHODS: dict[str, Method] = {
-    "persistent channel (prototype)": prototype_channel,
-    "gate SSHTarget.run (today)": gate_target,
+    PERSISTENT: gate_persistent,
+    "gate --transport exec": gate_exec,
     FABRIC: fabric_run,
     "ssh per command": ssh_per_command,
     "ssh ControlMaster": ssh_control_master,
@@ -194,7 +188,6 @@ METHODS: dict[str, Method] = {
 }
 
 NOTES = {
-    "persistent channel (prototype)": "prototype in bench/, not gate/: stderr not read",
     "testinfra paramiko": "host key NOT verified: the backend ignores UserKnownHostsFile",
     "mitogen context.call": "far side runs subprocess.call(['true'])",
 }

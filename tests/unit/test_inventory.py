@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from gate.errors import UsageError
 from gate.inventory import (
     HostSpec,
     inventory_path,
+    load_inventory,
     local_spec,
     resolve_host,
 )
@@ -247,3 +250,14 @@ def test_a_valid_file_passes_the_same_checks(inventory: Path) -> None:
     write(inventory, "box", 'dir = "/s"\nport = 2222\n[requirements]\nworkers = "0"\n')
     spec = resolve_host("box", inventory)
     assert (spec.port, dict(spec.requirements)) == (2222, {"workers": "0"})
+
+
+@pytest.mark.parametrize("doc", ["docs/inventory.md", "docs/quickstart.md"])
+def test_every_inventory_example_in_the_docs_loads(inventory: Path, doc: str) -> None:
+    """A user copies these blocks as they are: each must pass the checks a real file passes."""
+    text = (Path(__file__).resolve().parents[2] / doc).read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", text, flags=re.DOTALL)
+    assert blocks, f"{doc} has no toml example"
+    for number, block in enumerate(blocks):
+        write(inventory, f"doc{number}", textwrap.dedent(block))
+        assert load_inventory(f"doc{number}", inventory).dir
