@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jmespath
@@ -30,7 +30,7 @@ from gate.checks import (
 )
 from gate.contract import Check, Config, Increasing
 from gate.expect import Context
-from gate.observe import counter, fetch, read_http, read_in_use, read_probe, read_status
+from gate.observe import counter, fetch, read_batch, read_in_use, read_probe
 from gate.probes import STATUS, Http
 from gate.waits import Observer, wait_until
 
@@ -38,13 +38,17 @@ from gate.waits import Observer, wait_until
 class Reads:
     """One battery's probe readings: each probe read at most once unless a wait re-reads it.
 
-    The status command is read first, with its exit code, and serves probe `status`."""
+    The status command (with its exit code, serving probe `status`) and the probes named
+    up front are read together, in one call to the box; a probe first asked for later is
+    read alone."""
 
-    def __init__(self, box: Box, cfg: Config) -> None:
+    def __init__(self, box: Box, cfg: Config, probes: Iterable[str] = ()) -> None:
         self.box, self.cfg = box, cfg
-        self.status_code, status = read_status(box)
-        self._readings: dict[str, Reading[Any]] = {STATUS: status}
-        self.seconds: dict[str, float] = {}
+        wanted = [box.contract.probe(name) for name in dict.fromkeys(probes) if name != STATUS]
+        batch = read_batch(box, wanted, cfg)
+        self.status_code = batch.status_code
+        self._readings: dict[str, Reading[Any]] = batch.readings
+        self.seconds: dict[str, float] = batch.seconds
 
     def get(self, name: str) -> Reading[Any]:
         if name not in self._readings:
@@ -72,7 +76,9 @@ def battery(
     """Every check the contract declares, and the built-ins, against one config."""
     contract = box.contract
     ctx = Context(config=cfg, facts=facts)
-    reads = Reads(box, cfg)
+    checks = applicable(box, cfg)
+    needed = [contract.services.probe, *(c.probe for c in checks)]
+    reads = Reads(box, cfg, [*needed, *(c.probe for c in contract.counters)])
     expected = contract.expected_services(cfg)
     services = reads.get(contract.services.probe)
     records = [
@@ -80,7 +86,6 @@ def battery(
         check_no_unexpected(services, expected, contract.services),
         check_status_exit(reads.status_code),
     ]
-    checks = applicable(box, cfg)
     records += [_timed(check_field(reads.get(c.probe), c, ctx), reads, c.probe) for c in checks
                 if c.converges is None]  # fmt: skip
     # Convergence is a ready stack's values still moving: a stack whose status is not 0 is
@@ -120,10 +125,11 @@ def wait_ready(
     ]
 
     def probe() -> dict[str, Any]:
-        seen: dict[str, Any] = {"status": read_status(box)[0].asked().value}
+        """One poll: the status command and every endpoint, in one call to the box."""
+        batch = read_batch(box, endpoints, cfg)
+        seen: dict[str, Any] = {"status": batch.status_code.asked().value}
         for endpoint in endpoints:
-            answer = read_http(box, endpoint, cfg).asked()
-            seen[endpoint.name] = answer.error or "answering"
+            seen[endpoint.name] = batch.readings[endpoint.name].asked().error or "answering"
         return seen
 
     waited = wait_until(

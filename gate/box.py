@@ -7,9 +7,10 @@ command, and the tests prove it from this journal.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
@@ -82,6 +83,7 @@ class Box:
         scrub: bool = True,
         in_dir: bool = True,
         env_from: list[str] | None = None,
+        journal: bool = True,
     ) -> Result:
         """Run `command` in the stack dir; its output is scrubbed on the box once boxtool is up.
 
@@ -95,16 +97,30 @@ class Box:
             sent = f"{self.boxtool} exec {timeout:g} {quote(command, *(env_from or []))}"
         if in_dir:
             sent = f"cd {quote(self.host.dir)} && {sent}"
-        result = self.target.run(sent, timeout=timeout + 5, stdin=stdin)
-        if result.exit_code == TOOL_TIMEOUT and TOOL_TIMEOUT_MARK in result.stderr:
-            result = replace(
-                result,
-                outcome=Outcome.UNREACHABLE,
-                exit_code=None,
-                reason=f"timeout after {timeout:g}s",
-            )
-        self._record(Event(command, kind, result))
+        result = _tool_timeout(self.target.run(sent, timeout=timeout + 5, stdin=stdin), timeout)
+        if journal:
+            self._record(Event(command, kind, result))
         return result
+
+    def batch(self, calls: Sequence[Sequence[str]], *, timeout: float = 30.0) -> list[Result]:
+        """Independent boxtool reads in one call (`boxtool batch`): one python start and one
+        round trip for all. Each read comes back, and is journaled, as if it ran alone; a
+        batch that fails as a whole fails every read alike."""
+        argvs = [list(call) for call in calls]
+        whole = self.run(
+            f"{self.boxtool} batch",
+            timeout=timeout * max(1, len(argvs)),
+            stdin=json.dumps(argvs),
+            scrub=False,
+            journal=False,
+        )
+        results = [
+            _tool_timeout(result, float(call[1]) if call[0] == "exec" else timeout)
+            for call, result in zip(argvs, _split(whole, argvs, self.boxtool), strict=True)
+        ]
+        for result in results:
+            self._record(Event(result.command, Kind.READ, result))
+        return results
 
     def _ensure_link(self) -> None:
         """Reconnect now if the link dropped, so the lock re-proves itself before any command."""
@@ -187,3 +203,45 @@ def answered(result: Result) -> Result:
     if result.lost is not None:
         raise result.lost
     return result
+
+
+def _tool_timeout(result: Result, timeout: float) -> Result:
+    """boxtool exec's own timeout (exit 124 and its mark) is could-not-ask, as a link's is."""
+    if result.exit_code == TOOL_TIMEOUT and TOOL_TIMEOUT_MARK in result.stderr:
+        return replace(
+            result,
+            outcome=Outcome.UNREACHABLE,
+            exit_code=None,
+            reason=f"timeout after {timeout:g}s",
+        )
+    return result
+
+
+def _split(whole: Result, calls: list[list[str]], boxtool: str) -> list[Result]:
+    """A batch's answer as one Result per read, named as the read would be when sent alone."""
+    names = [call[2] if call[0] == "exec" else f"{boxtool} {quote(*call)}" for call in calls]
+    answers: Any = None
+    if whole.ok:
+        with contextlib.suppress(ValueError):
+            answers = json.loads(whole.stdout)
+    if not (isinstance(answers, list) and len(answers) == len(calls)):
+        if whole.lost is not None:
+            return [replace(whole, command=name, stdout="") for name in names]
+        why = f"boxtool batch answered no list of {len(calls)}: {whole.stderr[-200:]}"
+        code = whole.exit_code or 1
+        return [Result(name, Outcome.FAILED, code, "", why, whole.duration) for name in names]
+    return [_answer(name, answer) for name, answer in zip(names, answers, strict=True)]
+
+
+def _answer(name: str, answer: Any) -> Result:
+    code = answer.get("exit") if isinstance(answer, dict) else None
+    if not isinstance(code, int):
+        return Result(name, Outcome.FAILED, 1, "", f"boxtool batch: no exit code for {name}", 0.0)
+    return Result(
+        command=name,
+        outcome=Outcome.OK if code == 0 else Outcome.FAILED,
+        exit_code=code,
+        stdout=str(answer.get("stdout", "")),
+        stderr=str(answer.get("stderr", "")),
+        duration=float(answer.get("seconds", 0.0)),
+    )

@@ -16,6 +16,7 @@ import fcntl
 import fnmatch
 import glob
 import hashlib
+import io
 import json
 import os
 import re
@@ -1098,7 +1099,42 @@ def cmd_putback(_spec: dict[str, Any], args: list[str]) -> int:
     return 0
 
 
+BATCHABLE = {"exec", "http", "port", "file", "config", "fingerprint", "inuse"}
+"""Reads that do not depend on each other: `batch` runs them in one process."""
+
+
+def cmd_batch(spec: dict[str, Any], _args: list[str]) -> int:
+    """batch < [[VERB, ARG...], ...]: run independent reads in this one process (one python
+    start and one round trip instead of one each); print [{exit, stdout, stderr, seconds}]."""
+    try:
+        calls = json.load(sys.stdin)
+    except ValueError as exc:
+        return refuse(f"batch: stdin is not JSON: {exc}")
+    if not isinstance(calls, list) or not all(
+        isinstance(c, list) and c and c[0] in BATCHABLE and all(isinstance(a, str) for a in c)
+        for c in calls
+    ):
+        return refuse(f"batch: expected a list of [verb, args...] with verbs {sorted(BATCHABLE)}")
+    print(json.dumps([batched(spec, call) for call in calls]))
+    return 0
+
+
+def batched(spec: dict[str, Any], call: list[str]) -> dict[str, Any]:
+    """One read as its own run would have answered it: exit code and both streams."""
+    out, err = io.StringIO(), io.StringIO()
+    began = time.monotonic()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = COMMANDS[call[0]](spec, call[1:])
+        except Exception as exc:  # one read's crash is its own answer, not the batch's
+            print(f"boxtool {call[0]}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            code = 1
+    seconds = round(time.monotonic() - began, 4)
+    return {"exit": code, "stdout": out.getvalue(), "stderr": err.getvalue(), "seconds": seconds}
+
+
 COMMANDS = {
+    "batch": cmd_batch,
     "fingerprint": cmd_fingerprint,
     "exec": cmd_exec,
     "scrub": cmd_scrub,

@@ -10,7 +10,8 @@ verdicts.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import jmespath
@@ -20,6 +21,7 @@ from gate.checks import Reading
 from gate.contract import Config
 from gate.errors import Unreachable
 from gate.probes import (
+    STATUS,
     CaFile,
     Command,
     File,
@@ -39,7 +41,12 @@ INSECURE_NOTE = "TLS not verified (declared InsecureLoopback)"
 def read_status(box: Box) -> tuple[Reading[int], Reading[Any]]:
     """The status command's exit code and its JSON (an object or a list), in one call."""
     command = box.contract.status.command
-    result = _asked(lambda: box.control(command, timeout=30))
+    return status_readings(_asked(lambda: box.control(command, timeout=30)), command)
+
+
+def status_readings(
+    result: Result | Reading[Any], command: str
+) -> tuple[Reading[int], Reading[Any]]:
     if isinstance(result, Reading):
         return result, result
     code: Reading[int] = Reading(value=result.exit_code)
@@ -89,10 +96,15 @@ def read_probe(box: Box, probe: Probe, cfg: Config) -> Reading[Any]:
         return read_http(box, probe, cfg)
     if isinstance(probe, Command):
         return read_command(box, probe, cfg)
+    return read_json_tool(box, *tool_args(probe, cfg))
+
+
+def tool_args(probe: Port | File, cfg: Config) -> list[str]:
+    """boxtool's arguments for a probe it answers itself."""
     if isinstance(probe, Port):
         flags = [] if probe.handshake else ["--no-tls"]
-        return read_json_tool(box, "port", probe.host, str(at(probe.port, cfg)), *flags)
-    return read_file(box, probe, cfg)
+        return ["port", probe.host, str(at(probe.port, cfg)), *flags]
+    return ["file", at(probe.path, cfg), probe.format]
 
 
 def read_json_tool(box: Box, *args: str) -> Reading[Any]:
@@ -101,6 +113,66 @@ def read_json_tool(box: Box, *args: str) -> Reading[Any]:
         return Reading(value=box.tool_json(*args))
     except Unreachable as exc:
         return Reading(lost=exc)
+    except ValueError as exc:
+        return Reading(error=str(exc))
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The status command and some probes, read together: the status exit code, each
+    probe's reading by name, and the seconds each read took on the box."""
+
+    status_code: Reading[int]
+    readings: dict[str, Reading[Any]]
+    seconds: dict[str, float]
+
+
+def read_batch(box: Box, probes: Sequence[Probe], cfg: Config) -> Batch:
+    """The status command and `probes`, read in one boxtool call (they do not depend on each
+    other), each reading as read_probe would give it alone."""
+    status = box.contract.status.command
+    others = [p for p in probes if not isinstance(p, Status)]
+    calls = [["exec", "30", f"{box.control_command} {status}"]]
+    calls += [batch_args(box, probe, cfg) for probe in others]
+    try:
+        results: list[Result | Reading[Any]] = [*box.batch(calls)]
+    except Unreachable as exc:
+        results = [Reading(lost=exc)] * len(calls)
+    code, status_json = status_readings(_asked(lambda: results[0]), status)
+    readings = {STATUS: status_json}
+    for probe, call, result in zip(others, calls[1:], results[1:], strict=True):
+        readings[probe.name] = reading_of(probe, cfg, call[0], _asked(lambda r=result: r))
+    names = [STATUS, *(p.name for p in others)]
+    seconds = {n: r.duration for n, r in zip(names, results, strict=True) if isinstance(r, Result)}
+    return Batch(code, readings, seconds)
+
+
+def batch_args(box: Box, probe: Probe, cfg: Config) -> list[str]:
+    """boxtool's arguments that read `probe` inside a batch."""
+    if isinstance(probe, Http):
+        return ["http", *http_args(probe, cfg)]
+    if isinstance(probe, Command):
+        return ["exec", "30", command_text(box, probe, cfg), *env_pairs(probe)]
+    assert isinstance(probe, Port | File)
+    return tool_args(probe, cfg)
+
+
+def reading_of(probe: Probe, cfg: Config, verb: str, result: Result | Reading[Any]) -> Reading[Any]:
+    """What a batched read's result means for its probe (the same as a read alone)."""
+    if isinstance(result, Reading):
+        return result
+    if isinstance(probe, Command):
+        return command_reading(probe, result)
+    answer = tool_reading(result, verb)
+    return http_reading(probe, cfg, answer) if isinstance(probe, Http) else answer
+
+
+def tool_reading(result: Result, verb: str) -> Reading[Any]:
+    """boxtool's JSON answer as a reading, judged as Box.tool_json judges it."""
+    if not result.ok:
+        return Reading(error=f"boxtool {verb} exited {result.exit_code}: {result.stderr[-200:]}")
+    try:
+        return Reading(value=json.loads(result.stdout))
     except ValueError as exc:
         return Reading(error=str(exc))
 
@@ -128,7 +200,10 @@ def fetch(box: Box, probe: Http, cfg: Config, credential: str = "right") -> Read
 
 def read_http(box: Box, probe: Http, cfg: Config) -> Reading[Any]:
     """The endpoint's JSON body; anything but HTTP 200 with JSON is a bad answer."""
-    answer = fetch(box, probe, cfg)
+    return http_reading(probe, cfg, fetch(box, probe, cfg))
+
+
+def http_reading(probe: Http, cfg: Config, answer: Reading[Any]) -> Reading[Any]:
     if not answer.usable:
         return answer
     reply: Mapping[str, Any] = answer.value or {}
@@ -143,11 +218,21 @@ def read_http(box: Box, probe: Http, cfg: Config) -> Reading[Any]:
 
 def read_command(box: Box, probe: Command, cfg: Config) -> Reading[Any]:
     """The command's output: JSON, one text, or its lines; a non-zero exit is a bad answer."""
-    command = at(probe.command, cfg).replace("{control}", box.control_command)
-    pairs = [f"{variable}={key}" for variable, key in sorted(probe.env.items())]
-    result = _asked(lambda: box.run(command, timeout=30, env_from=pairs))
-    if isinstance(result, Reading):
-        return result
+    command = command_text(box, probe, cfg)
+    result = _asked(lambda: box.run(command, timeout=30, env_from=env_pairs(probe)))
+    return result if isinstance(result, Reading) else command_reading(probe, result)
+
+
+def command_text(box: Box, probe: Command, cfg: Config) -> str:
+    return at(probe.command, cfg).replace("{control}", box.control_command)
+
+
+def env_pairs(probe: Command) -> list[str]:
+    """VAR=ENV_KEY: boxtool exec sets each VAR from the env file on the box."""
+    return [f"{variable}={key}" for variable, key in sorted(probe.env.items())]
+
+
+def command_reading(probe: Command, result: Result) -> Reading[Any]:
     if not result.ok:
         said = (result.stderr or result.stdout).strip()[-160:]
         return Reading(error=f"{probe.name}: exit {result.exit_code}: {said}")
@@ -156,10 +241,6 @@ def read_command(box: Box, probe: Command, cfg: Config) -> Reading[Any]:
     if probe.output == "lines":
         return Reading(value=[ln.strip() for ln in result.stdout.splitlines() if ln.strip()])
     return Reading(value=result.stdout.strip())
-
-
-def read_file(box: Box, probe: File, cfg: Config) -> Reading[Any]:
-    return read_json_tool(box, "file", at(probe.path, cfg), probe.format)
 
 
 def read_config(box: Box) -> Reading[Config]:

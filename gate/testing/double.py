@@ -19,6 +19,7 @@ A command no rule answers raises `UnexpectedCommand`, a BaseException so the eng
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Callable, Iterable
@@ -122,6 +123,7 @@ def compile_pattern(pattern: Pattern) -> re.Pattern[str]:
 _WORD = r"(?:[^\s'\"\\]|'[^']*'|\"[^\"]*\")+"
 _CD = re.compile(rf"cd ({_WORD}) && ")
 _ENV_PAIR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=[A-Za-z0-9_.-]+")
+_BATCH = re.compile(rf"python3 {re.escape(BOXTOOL)} batch$")
 _EXEC = re.compile(rf"(?:GATE_SPEC=\S+ )?python3 {re.escape(BOXTOOL)} exec (\S+) (.+)", re.DOTALL)
 
 
@@ -224,6 +226,8 @@ class ScriptedTarget(Target):
 
     def _exchange(self, command: str, *, timeout: float, stdin: str) -> Exchange:
         self.open()
+        if _BATCH.search(command):
+            return self._batch(command, timeout=timeout, stdin=stdin)
         call = self._record(command, timeout=timeout, stdin=stdin, held=False)
         answer = self._answer(call)
         if isinstance(answer, Held):
@@ -231,6 +235,24 @@ class ScriptedTarget(Target):
         if isinstance(answer, Lost):
             return self._lose(answer)
         return Exchange(answer.exit_code, answer.stdout, answer.stderr)
+
+    def _batch(self, command: str, *, timeout: float, stdin: str) -> Exchange:
+        """`boxtool batch`: each read answered by the rules as if it had been sent alone."""
+        prefix = command.removesuffix(" batch")
+        answers = []
+        for argv in json.loads(stdin):
+            call = self._record(
+                f"{prefix} {shlex.join(argv)}", timeout=timeout, stdin="", held=False
+            )
+            answer = self._answer(call)
+            if isinstance(answer, Lost):
+                return self._lose(answer)
+            if not isinstance(answer, Reply):
+                raise TypeError(f"Held() answers hold() only, not run({call.command!r})")
+            answers.append(
+                {"exit": answer.exit_code, "stdout": answer.stdout, "stderr": answer.stderr}
+            )
+        return Exchange(0, json.dumps(answers), "")
 
     def hold(self, command: str, *, ready: str, timeout: float) -> Hold | Result:
         self.open()

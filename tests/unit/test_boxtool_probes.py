@@ -243,3 +243,45 @@ def test_an_http_probe_reports_a_redirect_and_does_not_follow_it(
         server.server_close()
     assert answer["code"] == 302
     assert _Redirect.seen == [f"Bearer {TOKEN}"], "one request, the redirect not followed"
+
+
+# --- batch: independent reads in one process ---------------------------------------------
+
+
+def batch(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, calls: Any) -> Any:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(json.dumps(calls)))
+    return tool(capsys, "batch")
+
+
+def test_a_batch_answers_each_read_as_it_would_alone(
+    stack: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alone = tool(capsys, "file", "conf/app.conf", "lines")
+    answers = batch(
+        capsys,
+        monkeypatch,
+        [
+            ["file", "conf/app.conf", "lines"],
+            ["exec", "10", "echo $API_TOKEN; echo err >&2; exit 3", "API_TOKEN=API_TOKEN"],
+            ["file", "conf/missing.conf", "lines"],
+        ],
+    )
+    assert [a["exit"] for a in answers] == [0, 3, 1]
+    assert json.loads(answers[0]["stdout"]) == alone
+    assert answers[1]["stdout"] == "***\n"  # the secret reached the command, and was scrubbed
+    assert answers[1]["stderr"] == "err\n"
+    assert "FileNotFoundError" in answers[2]["stderr"]  # one read's crash is its own answer
+    assert all(a["seconds"] >= 0 for a in answers)
+
+
+@pytest.mark.parametrize(
+    "stdin",
+    ["not json", json.dumps({"file": "x"}), json.dumps([["lock", "run"]]), json.dumps([[]])],
+    ids=["garbage", "not-a-list", "a-mutating-verb", "empty-call"],
+)
+def test_a_batch_that_is_not_a_list_of_reads_is_refused(
+    stack: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, stdin: str
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    assert boxtool.main(["batch"]) == 2
+    assert "boxtool: batch:" in capsys.readouterr().err
