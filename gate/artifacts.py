@@ -75,6 +75,14 @@ class Artifacts:
         with os.fdopen(fd, "a", encoding="utf-8") as handle:
             handle.write(self.redact(json.dumps(line, sort_keys=True)) + "\n")
 
+    def record_mark(self, mark: Mapping[str, Any]) -> None:
+        """Append one console mark (a phase began, a wait polled) to timeline.jsonl: what
+        report.html draws on its time axis besides the commands and the checks."""
+        path = self.dir / "timeline.jsonl"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
+            handle.write(self.redact(json.dumps(mark, sort_keys=True, default=str)) + "\n")
+
     def write_summary(self, summary: Mapping[str, Any]) -> Path:
         return self.write_json("summary.json", summary)
 

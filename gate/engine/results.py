@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from gate import __version__
 from gate.artifacts import git_revision
+from gate.report.write import write_report
 
 if TYPE_CHECKING:
     from gate.engine.run import Run
@@ -64,7 +65,20 @@ def write_results(run: Run, exit_code: int) -> None:
     }
     run.artifacts.write_summary(summary)
     run.artifacts.write_junit(ledger.records, f"gate.{ctx.opts.mode}")
+    report = _report(run)
     run.console.final(ledger.records, word, exit_code)
     run.console.line(f"results: {run.artifacts.dir}")
+    if report:
+        run.console.line(f"report: {report}")
     if ctx.opts.json:
         sys.stdout.write(run.artifacts.redact(json.dumps(summary, indent=2, default=str)) + "\n")
+
+
+def _report(run: Run) -> str:
+    """report.html, rendered from what was just written; a view, so a bug in drawing it is
+    said on the console and never changes the verdict or the exit code."""
+    try:
+        return str(write_report(run.artifacts.dir, run.artifacts.redact))
+    except Exception as exc:  # the verdict is already on disk: say it, carry on
+        run.console.line(f"gate: report.html not written: {type(exc).__name__}: {exc}", "yellow")
+        return ""

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 from rich.console import Console as RichConsole
@@ -44,12 +45,20 @@ class Console:
         )
         self.redact = redactor
         self._live: Live | None = None
+        self.marks: Callable[[dict[str, Any]], None] | None = None
+        """Where phase starts and wait polls go for report.html's timeline (the run sets it
+        to Artifacts.record_mark): the console is the one place that sees them all."""
+
+    def _mark(self, kind: str, **details: Any) -> None:
+        if self.marks is not None:
+            self.marks({"t": time.time(), "kind": kind, **details})
 
     def line(self, text: str, style: str = "") -> None:
         self.rich.print(Text(self.redact(text), style=style if self.fancy else ""))
 
     def phase(self, name: str, detail: str = "") -> None:
         self.end_wait()
+        self._mark("phase", name=name, detail=detail)
         self.line(f"== {name}" + (f": {detail}" if detail else ""), "bold")
 
     def check(self, record: CheckRecord) -> None:
@@ -64,6 +73,8 @@ class Console:
     def waiting(self, name: str, attempt: Attempt[Any], remaining: float) -> None:
         """Observer for readiness waits: one live line with a countdown."""
         seen = f"could not ask: {attempt.lost}" if attempt.lost else repr(attempt.value)
+        self._mark("poll", name=name, remaining=round(remaining, 3), ready=attempt.ready,
+                   lost=attempt.lost is not None, seen=seen[:120])  # fmt: skip
         text = self.redact(f"  waiting  {name}: {remaining:4.0f}s left, last seen {seen[:60]}")
         if not self.fancy:
             return
