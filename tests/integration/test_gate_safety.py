@@ -307,7 +307,8 @@ def test_artifacts_are_private_and_complete_and_json_prints_the_summary(
     assert sum(counts.values()) == len(checks)
 
     suite = ElementTree.parse(run_dir / "junit.xml").getroot()
-    cases = suite.findall("testcase")
+    assert suite.tag == "testsuites"
+    cases = suite.findall("testsuite/testcase")
     assert [c.get("name") for c in cases] == [c["name"] for c in checks]
     assert int(suite.get("tests", "-1")) == len(checks)
     assert int(suite.get("failures", "-1")) == counts["fail"]

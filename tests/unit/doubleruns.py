@@ -66,8 +66,9 @@ def run_gate(stack: FakeStack, tmp_path: Path, **flags: Any) -> DoubleRun:
     console = io.StringIO()
     before = set(out.iterdir()) if out.exists() else set()
     code = run_cli(raw, console, target=lambda _host, _accept: stack.target)
-    (run_dir,) = set(out.iterdir()) - before
-    return DoubleRun(code, console.getvalue(), run_dir)
+    made = set(out.iterdir()) - before if out.exists() else set()
+    assert len(made) <= 1, made
+    return DoubleRun(code, console.getvalue(), made.pop() if made else out / "(no run dir)")
 
 
 MARK = "echo interrupting-phase-was-here"
@@ -100,10 +101,10 @@ def passing(tmp_path: Path) -> DoubleRun:
     return run_gate(FakeStack(), tmp_path, scenario=["main-secure-strict", "local-defaults"])
 
 
-def failing(tmp_path: Path, **defects: Any) -> DoubleRun:
+def failing(tmp_path: Path, defects: dict[str, Any] | None = None, **flags: Any) -> DoubleRun:
     """pool.tier is stuck at "x": the scenario's pool tier check fails and captures."""
-    stack = FakeStack(api_overrides={"pool.tier": "x"}, **defects)
-    return run_gate(stack, tmp_path, scenario=["main-secure-strict"])
+    stack = FakeStack(api_overrides={"pool.tier": "x"}, **(defects or {}))
+    return run_gate(stack, tmp_path, scenario=["main-secure-strict"], **flags)
 
 
 def interrupted(tmp_path: Path) -> DoubleRun:

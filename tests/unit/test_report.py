@@ -136,7 +136,7 @@ def test_a_dir_that_is_not_a_run_is_a_usage_error(tmp_path: Path, kind: str) -> 
 def test_the_double_s_secrets_are_in_no_page(tmp_path: Path) -> None:
     """The canary grep on the double: its secrets (and the one `version` leaks) are in the
     box's files, never in report.html."""
-    run = failing(tmp_path, version_leaks_secret=True)
+    run = failing(tmp_path, {"version_leaks_secret": True})
     html = (run.run_dir / "report.html").read_text()
     assert "api: pool tier matches pool.tier" in html, "too little was drawn to grep"
     leaked = [name for name, value in SECRETS.items() if value in html or value[:12] in html]
