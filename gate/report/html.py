@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from gate.report import svg
+from gate.report.compare import Comparison
 from gate.report.rundir import RunDir
 from gate.report.timeline import build
 
@@ -340,3 +341,37 @@ SECTIONS: tuple[Section, ...] = (
     notes,
     files,
 )
+
+
+def comparison(result: Comparison | None, redact: Redact) -> str:
+    """What changed since the last passing run on the same box."""
+    head = '<section id="since"><h2>Since the last passing run on this box</h2>'
+    if result is None:
+        return head + "<p>No earlier passing run on this box next to this one.</p></section>"
+    rows = [f"<p>compared with run {_e(redact, result.before)}</p>"]
+    if result.empty:
+        rows.append("<p>No verdict, skip, timing or stack version changed.</p>")
+    items = []
+    if result.stack:
+        items.append(
+            f"<li>stack version: {_value(redact, result.stack[0])} &rarr; "
+            f"{_value(redact, result.stack[1])}</li>"
+        )
+    for (where, name), was, now in result.verdicts:
+        items.append(
+            f'<li class="changed">[{_e(redact, where)}] {_e(redact, name)}: '
+            f'<span class="{escape(was)}">{escape(was)}</span> &rarr; '
+            f'<b class="{escape(now)}">{escape(now)}</b></li>'
+        )
+    for (where, name), skip_class in result.new_skips:
+        items.append(
+            f"<li>new skip ({_e(redact, skip_class)}): [{_e(redact, where)}] "
+            f"{_e(redact, name)}</li>"
+        )
+    for moved in result.timings:
+        items.append(
+            f"<li>timing: {_e(redact, moved.what)}: {moved.before:.2f}s &rarr; "
+            f"{moved.after:.2f}s</li>"
+        )
+    listed = f"<ul>{''.join(items)}</ul>" if items else ""
+    return head + "".join(rows) + listed + "</section>"

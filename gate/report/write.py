@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from gate.report import html, markdown
+from gate.report.compare import compare, last_passing
 from gate.report.html import Redact
 from gate.report.rundir import REPORT, SUMMARY_MD, RunDir, load
 
@@ -30,7 +31,10 @@ def write_private(path: Path, text: str, *, append: bool = False) -> Path:
 def write_report(run_dir: Path, redact: Redact) -> Path:
     """report.html in `run_dir`, rendered from the artifacts there."""
     run = load(run_dir)
-    return write_private(run_dir / REPORT, html.render(run, redact))
+    previous = last_passing(run)
+    since = compare(previous, run) if previous is not None else None
+    page = html.render(run, redact, [html.comparison(since, redact)])
+    return write_private(run_dir / REPORT, page)
 
 
 def write_views(
