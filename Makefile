@@ -14,13 +14,16 @@ $(VENV)/.installed: pyproject.toml
 
 bootstrap: $(VENV)/.installed
 
-# Debian packages the tests and the SSH demo need: a real OpenSSH server, flock, openssl.
+# Debian packages the tests and the SSH demo need: a real OpenSSH server, flock, openssl,
+# and chromium (headless) for the report.html tests.
 sysdeps:
 	@command -v /usr/sbin/sshd >/dev/null || { \
 	  echo "installing openssh-server (apt-get)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null; }
 	@command -v flock >/dev/null || { apt-get update -qq && apt-get install -y -qq util-linux >/dev/null; }
 	@command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
+	@command -v chromium >/dev/null || { echo "installing chromium (apt-get)"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	@examples/kvfront/install.sh --deps-only  # nginx, redis-server, redis-tools, webdis (tests/daemons)
 
 lint: bootstrap

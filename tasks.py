@@ -16,6 +16,14 @@ exit_2_on_parse_errors()
 gate = gate_task()
 
 
+@task(help={"results_dir": "a run's directory, results/<run-id>/"})
+def report(c: Context, results_dir: str) -> None:
+    """Render report.html and summary.md again from a run's artifacts (no box needed)."""
+    from gate.cli.report_cmd import regenerate
+
+    sys.exit(regenerate(results_dir))
+
+
 @task
 def demo(c: Context) -> None:
     """Deploy the sample stack and gate it, locally and over a loopback sshd."""

@@ -75,6 +75,14 @@ class Artifacts:
         with os.fdopen(fd, "a", encoding="utf-8") as handle:
             handle.write(self.redact(json.dumps(line, sort_keys=True)) + "\n")
 
+    def record_mark(self, mark: Mapping[str, Any]) -> None:
+        """Append one console mark (a phase began, a wait polled) to timeline.jsonl: what
+        report.html draws on its time axis besides the commands and the checks."""
+        path = self.dir / "timeline.jsonl"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a", encoding="utf-8") as handle:
+            handle.write(self.redact(json.dumps(mark, sort_keys=True, default=str)) + "\n")
+
     def write_summary(self, summary: Mapping[str, Any]) -> Path:
         return self.write_json("summary.json", summary)
 
@@ -83,31 +91,50 @@ class Artifacts:
 
 
 def junit_xml(records: Iterable[CheckRecord], name: str) -> str:
-    """One testcase per check; fail is <failure>, inconclusive <error>, skip <skipped>."""
+    """<testsuites> with one <testsuite> per scenario (else per phase), so CI test views
+    group them; one testcase per check with its scenario, phase and evidence as
+    properties; fail is <failure>, inconclusive <error>, skip <skipped> with its class."""
     records = list(records)
-    suite = ElementTree.Element(
-        "testsuite",
-        name=name,
-        tests=str(len(records)),
-        failures=str(sum(r.verdict is Verdict.FAIL for r in records)),
-        errors=str(sum(r.verdict is Verdict.INCONCLUSIVE for r in records)),
-        skipped=str(sum(r.verdict is Verdict.SKIP for r in records)),
-    )
+    root = ElementTree.Element("testsuites", {"name": name, **_counts(records)})
+    suites: dict[str, list[CheckRecord]] = {}
     for record in records:
-        classname = f"{record.phase}.{record.scenario}" if record.scenario else record.phase
-        case = ElementTree.SubElement(
-            suite, "testcase", name=record.name, classname=classname, time=f"{record.duration:.3f}"
-        )
-        message = f"expected {record.expected}; observed {record.observed}; {record.evidence}"
-        if record.verdict is Verdict.FAIL:
-            ElementTree.SubElement(case, "failure", message=message)
-        elif record.verdict is Verdict.INCONCLUSIVE:
-            ElementTree.SubElement(case, "error", message="inconclusive: " + message)
-        elif record.verdict is Verdict.SKIP:
-            ElementTree.SubElement(
-                case, "skipped", message=f"[{record.skip_class}] {record.evidence}"
-            )
-    return ElementTree.tostring(suite, encoding="unicode", xml_declaration=True)
+        suites.setdefault(_suite_name(name, record), []).append(record)
+    for suite_name, members in suites.items():
+        suite = ElementTree.SubElement(root, "testsuite", {"name": suite_name, **_counts(members)})
+        for record in members:
+            _testcase(suite, record)
+    return ElementTree.tostring(root, encoding="unicode", xml_declaration=True)
+
+
+def _suite_name(name: str, record: CheckRecord) -> str:
+    return f"{name}.{record.phase}" + (f".{record.scenario}" if record.scenario else "")
+
+
+def _counts(records: list[CheckRecord]) -> dict[str, str]:
+    return {
+        "tests": str(len(records)),
+        "failures": str(sum(r.verdict is Verdict.FAIL for r in records)),
+        "errors": str(sum(r.verdict is Verdict.INCONCLUSIVE for r in records)),
+        "skipped": str(sum(r.verdict is Verdict.SKIP for r in records)),
+        "time": f"{sum(r.duration for r in records):.3f}",
+    }
+
+
+def _testcase(suite: ElementTree.Element, record: CheckRecord) -> None:
+    classname = f"{record.phase}.{record.scenario}" if record.scenario else record.phase
+    case = ElementTree.SubElement(
+        suite, "testcase", name=record.name, classname=classname, time=f"{record.duration:.3f}"
+    )
+    properties = ElementTree.SubElement(case, "properties")
+    for key in ("scenario", "phase", "evidence"):
+        ElementTree.SubElement(properties, "property", name=key, value=getattr(record, key))
+    message = f"expected {record.expected}; observed {record.observed}; {record.evidence}"
+    if record.verdict is Verdict.FAIL:
+        ElementTree.SubElement(case, "failure", message=message)
+    elif record.verdict is Verdict.INCONCLUSIVE:
+        ElementTree.SubElement(case, "error", message="inconclusive: " + message)
+    elif record.verdict is Verdict.SKIP:
+        ElementTree.SubElement(case, "skipped", message=f"[{record.skip_class}] {record.evidence}")
 
 
 def git_revision(repo: Path) -> dict[str, Any]:

@@ -61,6 +61,10 @@ class Options:
     known_hosts: Path | None = None
     facts: dict[str, str] = field(default_factory=dict)
     phases: frozenset[str] = frozenset()
+    summary_md: Path | None = None
+    compare: tuple[str, ...] = ()
+    """Two results dirs to compare (read-only, no box): gate/report/compare.py."""
+    """Where the markdown summary for CI goes (also appended to $GITHUB_STEP_SUMMARY)."""
     program: str = "invoke gate"
     """How the user ran gate (`invoke gate` or the `gate` script): hints say the same."""
 

@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from gate.cli.flags import options_from
 from gate.cli.listing import list_plan
+from gate.cli.report_cmd import compare_runs
 from gate.cli.validation import validate
 from gate.engine.engine import TargetFactory, default_target, main
 from gate.errors import ExitCode, UsageError
@@ -31,6 +32,8 @@ def run_cli(
         opts = replace(options_from(raw), program=program)
         if opts.list_only:
             return list_plan(opts, sys.stdout)
+        if opts.compare:
+            return compare_runs(opts.compare, sys.stdout)
         validate(opts)
     except UsageError as exc:
         Console(Redactor(), stream).line(f"gate: {exc}", "bold red")

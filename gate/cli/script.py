@@ -36,6 +36,10 @@ def parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     process_guard()
+    if sys.argv[1:2] == ["report"]:  # `gate report RESULTS_DIR`: no box, no flags
+        from gate.cli.report_cmd import regenerate
+
+        sys.exit(regenerate(sys.argv[2] if len(sys.argv) == 3 else ""))
     raw = vars(parser().parse_args())
     from gate.cli import run_cli
 

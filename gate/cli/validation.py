@@ -25,6 +25,10 @@ def validate(opts: Options) -> None:
         raise UsageError("--recover only restores: drop --scenario/--keep and phase flags")
     select(opts)
     check_writable_dir(opts.out, "--out")
+    if opts.summary_md is not None:
+        if opts.summary_md.is_dir():
+            raise UsageError(f"--summary-md {opts.summary_md}: is a directory, give a file")
+        check_writable_dir(opts.summary_md.parent, "--summary-md")
 
 
 def check_writable_dir(path: Path, flag: str) -> None:

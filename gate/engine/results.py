@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from gate import __version__
 from gate.artifacts import git_revision
+from gate.report.write import write_views
 
 if TYPE_CHECKING:
     from gate.engine.run import Run
@@ -61,11 +63,35 @@ def write_results(run: Run, exit_code: int) -> None:
         STARTED: run.started,
         "ended": time.time(),
         "counts": ledger.counts(),
+        "reproduce": _reproduce(run),
         "checks": [r.as_dict() for r in ledger.records],
     }
     run.artifacts.write_summary(summary)
     run.artifacts.write_junit(ledger.records, f"gate.{ctx.opts.mode}")
+    views = _views(run)
     run.console.final(ledger.records, word, exit_code)
     run.console.line(f"results: {run.artifacts.dir}")
+    if views:
+        run.console.line(f"report: {views[0]}")
     if ctx.opts.json:
         sys.stdout.write(run.artifacts.redact(json.dumps(summary, indent=2, default=str)) + "\n")
+
+
+def _reproduce(run: Run) -> str:
+    """The command that runs this run again: its phases' flags and its scenarios."""
+    opts = run.ctx.opts
+    words = [p.flag.option for p in run.ctx.phases if p.flag is not None]
+    words += [w for name in opts.scenarios for w in ("--scenario", name)]
+    words += ["--plan", opts.plan] if opts.plan != "declared" else []
+    return run.hint(*words)
+
+
+def _views(run: Run) -> list[Path]:
+    """report.html and summary.md (gate/report/), rendered from what was just written; a
+    view, so a bug in drawing it is said on the console and never changes the verdict."""
+    try:
+        return write_views(run.artifacts.dir, run.artifacts.redact, run.ctx.opts.summary_md,
+                           os.environ)  # fmt: skip
+    except Exception as exc:  # the verdict is already on disk: say it, carry on
+        run.console.line(f"gate: report not written: {type(exc).__name__}: {exc}", "yellow")
+        return []

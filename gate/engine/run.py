@@ -59,6 +59,7 @@ class Run:
         self.ctx = ctx
         self.console = console
         self.artifacts = artifacts
+        console.marks = artifacts.record_mark  # phases and wait polls for report.html
         self.guard = guard
         self.ledger = Ledger()
         self.started = time.time()

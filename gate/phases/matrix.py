@@ -66,6 +66,7 @@ class MatrixPhase(Phase):
         matrix = validate_matrix(run.ctx.contract_file.matrix)
         assert run.baseline is not None
         previous: Config | None = run.config
+        run.console.scenarios(len(self._runnable))  # a terminal shows done/total, time left
         for scenario in self._runnable:
             previous = run_scenario(run, matrix, scenario, run.baseline, previous)
 

@@ -243,7 +243,10 @@ def test_canary_secrets_never_leave_the_box(
         assert env[key] == "***", (key, env[key])
     assert env["POOL_TIER"] == "mini", "settings (not secrets) must read back in clear"
 
-    everything = run.everything_written()
+    report = (run.run_dir / "report.html").read_text()
+    assert "services: every expected service running" in report, "report.html drew no check"
+    assert "captures/check/logs/dashboard.log" in report, "report.html links no capture"
+    everything = run.everything_written()  # report.html and summary.md included
     assert len(everything) > 5000, "too little was written for the grep to mean anything"
     leaked = [name for name, value in planted.items() if value in everything]
     assert leaked == [], f"secret values left the box: {leaked}"
@@ -304,7 +307,8 @@ def test_artifacts_are_private_and_complete_and_json_prints_the_summary(
     assert sum(counts.values()) == len(checks)
 
     suite = ElementTree.parse(run_dir / "junit.xml").getroot()
-    cases = suite.findall("testcase")
+    assert suite.tag == "testsuites"
+    cases = suite.findall("testsuite/testcase")
     assert [c.get("name") for c in cases] == [c["name"] for c in checks]
     assert int(suite.get("tests", "-1")) == len(checks)
     assert int(suite.get("failures", "-1")) == counts["fail"]

@@ -1,14 +1,16 @@
 """The console: the phase, a live line per wait with its countdown, a line per check, a table.
 
-rich draws it on a terminal; when stderr is not a TTY or NO_COLOR is set the same lines
-come out plain. Everything printed passes through the redactor.
+rich draws it on a terminal, with the matrix's progress (scenario n/total, elapsed, time
+left); when stderr is not a TTY, or NO_COLOR or CI is set, the same lines come out plain
+and without progress. Everything printed passes through the redactor.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TextIO
 
 from rich.console import Console as RichConsole
@@ -19,6 +21,7 @@ from rich.text import Text
 
 from gate.checks import CheckRecord, Verdict
 from gate.redact import Redactor
+from gate.report.progress import Progress
 from gate.waits import Attempt
 
 STYLE = {
@@ -32,9 +35,12 @@ STYLE = {
 class Console:
     """What a person watching the run sees."""
 
-    def __init__(self, redactor: Redactor, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, redactor: Redactor, stream: TextIO | None = None, env: Mapping[str, str] | None = None
+    ) -> None:
         stream = stream or sys.stderr
-        self.fancy = stream.isatty() and "NO_COLOR" not in os.environ
+        env = os.environ if env is None else env
+        self.fancy = stream.isatty() and not {"NO_COLOR", "CI"} & set(env)
         self.rich = RichConsole(
             file=stream,
             no_color=not self.fancy,
@@ -44,13 +50,32 @@ class Console:
         )
         self.redact = redactor
         self._live: Live | None = None
+        self._progress: Progress | None = None
+        self.marks: Callable[[dict[str, Any]], None] | None = None
+        """Where phase starts and wait polls go for report.html's timeline (the run sets it
+        to Artifacts.record_mark): the console is the one place that sees them all."""
+
+    def _mark(self, kind: str, **details: Any) -> None:
+        if self.marks is not None:
+            self.marks({"t": time.time(), "kind": kind, **details})
 
     def line(self, text: str, style: str = "") -> None:
         self.rich.print(Text(self.redact(text), style=style if self.fancy else ""))
 
+    def scenarios(self, total: int) -> None:
+        """The matrix is about to walk `total` scenarios: a terminal shows the progress."""
+        self._progress = Progress(total, time.monotonic())
+
     def phase(self, name: str, detail: str = "") -> None:
         self.end_wait()
-        self.line(f"== {name}" + (f": {detail}" if detail else ""), "bold")
+        self._mark("phase", name=name, detail=detail)
+        progress = ""
+        if self._progress is not None and name.startswith("scenario "):
+            self._progress.scenario(time.monotonic())
+            progress = f"  [{self._progress.text(time.monotonic())}]" if self.fancy else ""
+        elif self._progress is not None:
+            self._progress = None
+        self.line(f"== {name}" + (f": {detail}" if detail else "") + progress, "bold")
 
     def check(self, record: CheckRecord) -> None:
         self.end_wait()
@@ -64,7 +89,11 @@ class Console:
     def waiting(self, name: str, attempt: Attempt[Any], remaining: float) -> None:
         """Observer for readiness waits: one live line with a countdown."""
         seen = f"could not ask: {attempt.lost}" if attempt.lost else repr(attempt.value)
+        self._mark("poll", name=name, remaining=round(remaining, 3), ready=attempt.ready,
+                   lost=attempt.lost is not None, seen=seen[:120])  # fmt: skip
         text = self.redact(f"  waiting  {name}: {remaining:4.0f}s left, last seen {seen[:60]}")
+        if self._progress is not None:
+            text += f"  [{self._progress.text(time.monotonic())}]"
         if not self.fancy:
             return
         if self._live is None:
