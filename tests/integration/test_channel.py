@@ -6,6 +6,7 @@ tests/integration/test_target.py, run over the persistent channel and over exec 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -15,8 +16,9 @@ from pathlib import Path
 import pytest
 
 import gate.channel
+from gate.box import BOXTOOL
 from gate.result import Outcome
-from gate.target import MAX_CHANNEL_DEATHS, SSHTarget
+from gate.target import MAX_CHANNEL_DEATHS, SSHTarget, quote
 from gate.testing.sshd import Sshd
 
 
@@ -161,3 +163,78 @@ def test_a_reconnect_opens_a_new_far_end_without_a_notice(
     remote.close()
     assert far_end(remote) != first
     assert notices == []
+
+
+# --- gate's own boxtool calls run inside the far end ------------------------------------
+
+FAKE_TOOL = """
+import json, os, sys, time
+def main(argv):
+    if argv[0] == "crash":
+        raise RuntimeError("boom")
+    if argv[0] == "slow":
+        time.sleep(float(argv[1]))
+    print(json.dumps({"pid": os.getpid(), "cwd": os.getcwd(), "argv": argv,
+                      "spec": os.environ.get("GATE_SPEC"), "stdin": sys.stdin.read()}))
+    return 3
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture
+def stack_dir(tmp_path: Path) -> Path:
+    tool = tmp_path / "stack dir" / ".gate" / "boxtool.py"
+    tool.parent.mkdir(parents=True)
+    tool.write_text(FAKE_TOOL)
+    return tool.parent.parent
+
+
+def tool_call(stack_dir: Path, *args: str) -> str:
+    """The command exactly as gate/box.py writes a boxtool call."""
+    return f"cd {quote(str(stack_dir))} && GATE_SPEC=.gate/spec-1.json python3 {BOXTOOL} " + (
+        quote(*args)
+    )
+
+
+def test_a_boxtool_call_runs_in_the_far_end_with_its_dir_env_and_stdin(
+    remote: SSHTarget, stack_dir: Path
+) -> None:
+    home = remote.run("pwd", timeout=10).stdout.strip()
+    result = remote.run(tool_call(stack_dir, "show", "a b", "$HOME"), timeout=10, stdin="fed")
+    assert (result.outcome, result.exit_code) == (Outcome.FAILED, 3)
+    seen = json.loads(result.stdout)
+    assert seen["pid"] == far_end(remote)  # no new interpreter
+    assert (seen["cwd"], seen["argv"]) == (str(stack_dir), ["show", "a b", "$HOME"])
+    assert (seen["spec"], seen["stdin"]) == (".gate/spec-1.json", "fed")
+    after = remote.run("pwd; echo ${GATE_SPEC:-unset}", timeout=10).stdout.split()
+    assert after == [home, "unset"]  # the far end's own dir and environment are back
+
+
+def test_a_command_that_only_looks_like_a_boxtool_call_keeps_its_shell_meaning(
+    remote: SSHTarget, stack_dir: Path
+) -> None:
+    result = remote.run(tool_call(stack_dir, "show") + "; echo shell-ran", timeout=10)
+    assert result.stdout.endswith("shell-ran\n")
+    assert json.loads(result.stdout.splitlines()[0])["pid"] != far_end(remote)
+
+
+def test_a_boxtool_crash_in_the_far_end_is_exit_1_with_its_traceback(
+    remote: SSHTarget, stack_dir: Path
+) -> None:
+    result = remote.run(tool_call(stack_dir, "crash"), timeout=10)
+    assert (result.outcome, result.exit_code) == (Outcome.FAILED, 1)
+    assert "RuntimeError: boom" in result.stderr and "Traceback" in result.stderr
+    assert remote.run("echo alive", timeout=10).stdout == "alive\n"
+
+
+def test_a_boxtool_call_that_overruns_ends_that_far_end_and_the_next_command_runs(
+    remote: SSHTarget, stack_dir: Path, notices: list[str]
+) -> None:
+    first = far_end(remote)
+    result = remote.run(tool_call(stack_dir, "slow", "30"), timeout=0.5)
+    assert (result.outcome, result.reason) == (Outcome.UNREACHABLE, "timeout after 0.5s")
+    wait_until_gone(remote)
+    assert remote.run("echo next", timeout=10).stdout == "next\n"
+    assert far_end(remote) != first
+    assert len(notices) == 1 and "had ended" in notices[0]
