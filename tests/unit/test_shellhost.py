@@ -34,7 +34,7 @@ def test_gates_own_form_is_a_tool_call(command: str, call: object) -> None:
         f"cd /srv && {TOOL}",  # no verb
         f"{TOOL} config",  # no dir
         f"cd /srv && X=1 {TOOL} config",  # another variable
-        f"cd /srv && python3 other.py config",
+        "cd /srv && python3 other.py config",
         f"cd /srv && {TOOL} exec 30 'unterminated",
         "echo hi",
     ],
