@@ -34,6 +34,10 @@ from gate.observe import counter, fetch, read_batch, read_in_use, read_probe
 from gate.probes import STATUS, Http
 from gate.waits import Observer, wait_until
 
+READY_FIRST_POLL, READY_MAX_POLL = 0.02, 0.2
+"""Readiness polls fast, then backs off to a low cap: a poll is one cheap call to the box
+(the persistent channel; boxtool in the far end), so the lag stays short (docs/performance.md)."""
+
 
 class Reads:
     """One battery's probe readings: each probe read at most once unless a wait re-reads it.
@@ -124,10 +128,18 @@ def wait_ready(
         p for p in box.contract.probes if isinstance(p, Http) and p.ready and p.applies(cfg)
     ]
 
+    endpoints_up = not endpoints
+
     def probe() -> dict[str, Any]:
-        """One poll: the status command and every endpoint, in one call to the box."""
-        batch = read_batch(box, endpoints, cfg)
-        seen: dict[str, Any] = {"status": batch.status_code.asked().value}
+        """One poll, in one call to the box: the endpoints (cheap: boxtool answers them
+        itself), with the stack's status command once they have all answered."""
+        nonlocal endpoints_up
+        batch = read_batch(box, endpoints, cfg, status=endpoints_up)
+        if not endpoints_up and all(batch.readings[e.name].asked().usable for e in endpoints):
+            endpoints_up = True
+            batch = read_batch(box, endpoints, cfg)
+        status = batch.status_code.asked().value if endpoints_up else "not asked yet"
+        seen: dict[str, Any] = {"status": status}
         for endpoint in endpoints:
             seen[endpoint.name] = batch.readings[endpoint.name].asked().error or "answering"
         return seen
@@ -137,6 +149,8 @@ def wait_ready(
         probe,
         lambda seen: seen["status"] == 0 and all(seen[e.name] == "answering" for e in endpoints),
         timeout=timeout,
+        first_interval=READY_FIRST_POLL,
+        max_interval=READY_MAX_POLL,
         observe=observe,
     )
     verdict = Verdict.PASS if waited.satisfied else Verdict.FAIL

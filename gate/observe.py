@@ -127,22 +127,25 @@ class Batch:
     seconds: dict[str, float]
 
 
-def read_batch(box: Box, probes: Sequence[Probe], cfg: Config) -> Batch:
-    """The status command and `probes`, read in one boxtool call (they do not depend on each
-    other), each reading as read_probe would give it alone."""
-    status = box.contract.status.command
+def read_batch(box: Box, probes: Sequence[Probe], cfg: Config, *, status: bool = True) -> Batch:
+    """The status command (unless `status=False`) and `probes`, read in one boxtool call
+    (they do not depend on each other), each reading as read_probe would give it alone."""
     others = [p for p in probes if not isinstance(p, Status)]
-    calls = [["exec", "30", f"{box.control_command} {status}"]]
+    command = box.contract.status.command
+    calls = [["exec", "30", f"{box.control_command} {command}"]] if status else []
     calls += [batch_args(box, probe, cfg) for probe in others]
     try:
         results: list[Result | Reading[Any]] = [*box.batch(calls)]
     except Unreachable as exc:
         results = [Reading(lost=exc)] * len(calls)
-    code, status_json = status_readings(_asked(lambda: results[0]), status)
-    readings = {STATUS: status_json}
-    for probe, call, result in zip(others, calls[1:], results[1:], strict=True):
+    code: Reading[int] = Reading(error="the status command was not asked")
+    readings: dict[str, Reading[Any]] = {}
+    if status:
+        code, readings[STATUS] = status_readings(_asked(lambda: results[0]), command)
+    answered = zip(others, calls[int(status) :], results[int(status) :], strict=True)
+    for probe, call, result in answered:
         readings[probe.name] = reading_of(probe, cfg, call[0], _asked(lambda r=result: r))
-    names = [STATUS, *(p.name for p in others)]
+    names = [STATUS] * status + [p.name for p in others]
     seconds = {n: r.duration for n, r in zip(names, results, strict=True) if isinstance(r, Result)}
     return Batch(code, readings, seconds)
 

@@ -15,7 +15,7 @@ import pytest
 from fakestack import SECRETS, FakeStack, sha256
 
 from gate.artifacts import Artifacts
-from gate.battery import battery
+from gate.battery import battery, wait_ready
 from gate.box import Box, Event, Kind
 from gate.capture import capture
 from gate.checks import CheckRecord, Verdict, check_secrets_kept, check_secrets_present
@@ -403,3 +403,40 @@ def test_a_one_shot_rule_overrides_the_fake_for_one_command(
     stack.target.once("./stackctl status --json", Reply(2, stdout="{}"))
     assert red(judge(box)) == {*SERVICE_CHECKS, STATUS}
     assert red(judge(box)) == set()
+
+
+def test_readiness_asks_the_status_command_only_once_the_endpoints_answer(
+    make_stack: Callable[..., FakeStack],
+) -> None:
+    """Endpoints are cheap to poll (boxtool answers them itself); the stack's status
+    command is its own program run, so it waits until they answer: one poll then asks it."""
+    stack = make_stack()
+    box = stack.connect()
+    cfg = read_config(box).value
+    assert cfg is not None
+    refused = Reply(stdout=json.dumps({"code": None, "body": "", "error": "refused"}) + "\n")
+    stack.target.once("boxtool.py http", refused)
+    stack.target.once("boxtool.py http", refused)
+    seen = len(stack.target.calls)
+    record = wait_ready(box, cfg, timeout=30)
+    asked = stack.target.commands[seen:]
+    statuses = [i for i, command in enumerate(asked) if command == "./stackctl status --json"]
+    assert record.verdict is Verdict.PASS, record.evidence
+    assert not stack.target.pending()  # both refusals were seen
+    assert len(statuses) == 1 and statuses[0] > 2, asked  # after the two refused polls
+
+
+def test_readiness_without_answering_endpoints_never_passes_on_status_alone(
+    make_stack: Callable[..., FakeStack],
+) -> None:
+    stack = make_stack()
+    box = stack.connect()
+    cfg = read_config(box).value
+    assert cfg is not None
+    stack.target.on(
+        "boxtool.py http", Reply(stdout=json.dumps({"code": None, "body": "", "error": "x"}))
+    )
+    record = wait_ready(box, cfg, timeout=0.5)
+    assert record.verdict is Verdict.FAIL
+    assert '"status": "not asked yet"' in record.observed
+    assert "./stackctl status --json" not in stack.target.commands[-3:]
