@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -111,6 +112,25 @@ def test_check_on_a_healthy_box_passes_and_sends_no_mutating_command(
     assert "read" in run.kinds()
     assert Kind.MUTATE not in run.kinds()
     assert not any(name.startswith(".gate/baseline") for name in stack.files)
+
+
+def test_a_transport_notice_reaches_the_console_and_the_summary_notes(
+    contract: Path, tmp_path: Path
+) -> None:
+    """A target that changes its own transport mid-run (gate/target.py's fallback) says so
+    through `notice`: the run records it where a reader looks."""
+    stack = FakeStack()
+    said = "transport: the far end had ended; each command now gets a fresh SSH channel"
+
+    def version_with_a_fallback(_match: re.Match[str], _stdin: str) -> Reply:
+        stack.target.notice(said)
+        return Reply(stdout='{"version": "1.0"}\n')
+
+    stack.target.once("./stackctl version --json", version_with_a_fallback)
+    run = gate(stack, contract, tmp_path, check=True)
+    assert run.code == 0, run.console
+    assert said in run.summary["notes"]
+    assert said in run.console
 
 
 def test_local_with_an_inventory_file_takes_its_dir_and_requirements(
