@@ -84,6 +84,8 @@ class Console:
         tail = record.evidence or record.observed
         if record.verdict is Verdict.SKIP:
             tail = f"({record.skip_class}) {tail}"
+        elif record.verdict is Verdict.FAIL and record.expected and record.expected not in tail:
+            tail = f"{tail} (expected {record.expected})"
         self.line(f"  {mark} {where}{record.name}: {tail}", STYLE[record.verdict])
 
     def waiting(self, name: str, attempt: Attempt[Any], remaining: float) -> None:

@@ -363,6 +363,8 @@ def test_a_settled_wrong_value_fails_on_the_first_read(real_windows: Path, tmp_p
     ]
     assert pool and pool[0]["verdict"] == "fail"
     assert pool[0]["duration"] < 1.0, "a settled value was polled (matrix.py's windows are 60 s)"
+    shown = [line for line in run.console.splitlines() if "pool tier matches" in line]
+    assert f"(expected {pool[0]['expected']})" in shown[0], "a FAIL line must say what was wanted"
     again = run.record("restore: check: api: pool tier matches pool.tier")
     assert again["verdict"] == "fail"
     assert again["evidence"].endswith("(failed at the baseline too: not a restore defect)")
