@@ -183,6 +183,11 @@ def split_cells(m: Measured) -> tuple[str, ...]:
     )
 
 
+def settle_line(m: Measured) -> str:
+    settles = " ".join(f"{x:.1f}" for x in m.split.settles) or "-"
+    return f"  time scale {m.scale:g}, {m.label}: {settles}"
+
+
 def summary_lines(found: Sequence[Measured]) -> list[str]:
     """Median and p95 of the share per (scale, gate args) when there are several runs."""
     groups: dict[tuple[float, str], list[float]] = {}
@@ -214,8 +219,7 @@ def report(args: argparse.Namespace, found: Sequence[Measured]) -> list[str]:
         *aligned([SPLIT_HEADER, *(split_cells(m) for m in found)]),
         "",
         "convergence after each apply/up/restart/start that brought services up (s):",
-        *(f"  {m.scale:g} {m.label}: {' '.join(f'{x:.1f}' for x in m.split.settles) or '-'}"
-          for m in found),  # fmt: skip
+        *(settle_line(m) for m in found),
         *summary_lines(found),
     ]
 
