@@ -37,7 +37,7 @@ def gate_help() -> str:
 
 def offers(help_text: str, flag: str) -> bool:
     """Whether `--flag` appears as a flag of its own in the help text."""
-    return re.search(rf"(^|\s)--{re.escape(flag)}(\b|=)", help_text) is not None
+    return re.search(rf"(^|[\s,])--{re.escape(flag)}(?![\w-])", help_text) is not None
 
 
 def variants(extra: Sequence[str], help_text: str) -> list[tuple[str, list[str]]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -91,3 +91,29 @@ def _cells(row: Row, fastest: float | None, ref: float | None) -> tuple[str, ...
         ratio(med, ref),
         row.note,
     )
+
+
+@dataclass(frozen=True)
+class Step:
+    """Wall times at one count of work items (scenarios, boxes) against the smallest count."""
+
+    count: int
+    runs: int
+    median: float
+    p95: float
+    per_item: float
+    added: float | None
+    """Seconds per item added since the previous count; None at the first."""
+
+
+def growth(walls: Mapping[int, Sequence[float]]) -> list[Step]:
+    """Each count's median and p95 wall, per item, and the cost of each item added since
+    the previous count (counts without samples are left out)."""
+    steps: list[Step] = []
+    for count in sorted(c for c, samples in walls.items() if samples):
+        mid = median(walls[count])
+        added = None
+        if steps:
+            added = (mid - steps[-1].median) / (count - steps[-1].count)
+        steps.append(Step(count, len(walls[count]), mid, p95(walls[count]), mid / count, added))
+    return steps
