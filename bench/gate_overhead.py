@@ -33,10 +33,11 @@ from pathlib import Path
 
 from bench import gaterun
 from bench.machine import machine, stamp
-from bench.overhead import Breakdown, breakdown, commands_from, parse_stack_runs
-from bench.sample_box import BoxError, boxes, config, install, seed_compact
+from bench.overhead import Breakdown, breakdown, commands_from, parse_stack_runs, waits_of
+from bench.sample_box import REPO, BoxError, boxes, config, install, seed_compact
 from bench.stacklog import LogWatcher
 from bench.stats import aligned, median, p95, percent, ratio
+from gate.options import load_contract_file
 from gate.testing.sshd import Sshd, SshdUnavailable
 
 TARGETS = {1.0: 0.05, 10.0: 0.02}
@@ -68,6 +69,8 @@ class Setup:
     timings: Path
     inventory: Path
     facts: tuple[str, ...]
+    counters: frozenset[str]
+    """The check records that are waits for a counter to grow."""
 
 
 def write_wrapper(path: Path, box: Path, timings: Path) -> Path:
@@ -94,6 +97,7 @@ def one_run(setup: Setup, label: str, args: Sequence[str], out: Path) -> Measure
         runs,
         watcher.lines(),
         str(setup.wrapper),
+        waits_of(run.checks(), setup.counters),
     )
     return Measured(setup.scale, label, run, split)
 
@@ -104,7 +108,9 @@ def prepare(root: Path, scale: float, sshd: Sshd, facts: tuple[str, ...]) -> Set
     timings = root / f"control-times-{name}.log"
     wrapper = write_wrapper(root / f"timed-stackctl-{name}", box, timings)
     where = gaterun.inventory(sshd, root / f"inventory-{name}", box, control=str(wrapper))
-    return Setup(scale, box, wrapper, timings, where, facts)
+    counters = load_contract_file(REPO / "matrix.py").contract.counters
+    names = frozenset(f"{c.probe}: {c.name}" for c in counters)
+    return Setup(scale, box, wrapper, timings, where, facts, names)
 
 
 @contextmanager
@@ -146,7 +152,7 @@ RUN_HEADER = (
 SPLIT_HEADER = (
     "time scale", "gate args", "commands", "in commands s", "stack cmds (status)",
     "stack on box s", "stack as sent s", "converging s", "overhead in cmds s",
-    "overhead outside cmds s",
+    "overhead outside cmds s", "overhead in counter waits s",
 )  # fmt: skip
 
 
@@ -180,6 +186,7 @@ def split_cells(m: Measured) -> tuple[str, ...]:
         f"{s.converging:.1f}",
         f"{s.overhead_in_commands:.1f}",
         f"{s.overhead_outside:.1f}",
+        f"{s.counting:.1f}",
     )
 
 

@@ -78,6 +78,13 @@ class GateRun:
     def wall(self) -> float:
         return self.ended - self.began
 
+    def checks(self) -> list[dict[str, Any]]:
+        """summary.json's check records (empty when the run wrote none)."""
+        if self.results is None or not (self.results / "summary.json").exists():
+            return []
+        summary = json.loads((self.results / "summary.json").read_text(encoding="utf-8"))
+        return list(summary.get("checks", []))
+
     def events(self) -> list[dict[str, Any]]:
         if self.results is None or not (self.results / "events.jsonl").exists():
             return []

@@ -13,7 +13,7 @@ Python: start-up, planning, the pauses between polls, reports).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,16 @@ def commands_from(events: Sequence[Mapping[str, Any]]) -> list[Command]:
     return [Command(float(e["start"]), float(e["end"]), str(e["command"])) for e in events]
 
 
+def waits_of(checks: Sequence[Mapping[str, Any]], names: Collection[str]) -> list[Interval]:
+    """The time span of each check record named in `names` (summary.json's `checks`: a
+    record ends at `finished_at` and lasted `duration`)."""
+    return [
+        (float(c["finished_at"]) - float(c["duration"]), float(c["finished_at"]))
+        for c in checks
+        if c.get("name") in names
+    ]
+
+
 def convergence(runs: Sequence[StackRun], lines: Sequence[LogLine], end: float) -> list[Interval]:
     """For each command that starts services: its end -> the last ready line logged after
     it started and before the next such command began (nothing when none came later)."""
@@ -89,6 +99,8 @@ class Breakdown:
     overhead_outside: float
     settles: tuple[float, ...] = ()
     """Each convergence after a command that started services, in order, in seconds."""
+    counting: float = 0.0
+    """Overhead spent in gate's waits for a counter to grow (the stack's pace sets it)."""
 
     @property
     def overhead(self) -> float:
@@ -105,8 +117,10 @@ def breakdown(
     runs: Sequence[StackRun],
     lines: Sequence[LogLine],
     control: str,
+    counter_waits: Sequence[Interval] = (),
 ) -> Breakdown:
-    """One run's split of its wall time (see the module docstring)."""
+    """One run's split of its wall time (see the module docstring); `counter_waits` are
+    gate's waits for a counter to grow, shown apart as part of the overhead."""
     inside = clipped(((c.start, c.end) for c in commands), window)
     stack = clipped(((r.start, r.end) for r in runs), window)
     converging = clipped(convergence(runs, lines, window[1]), window)
@@ -126,4 +140,5 @@ def breakdown(
         overhead_in_commands=total(minus(inside, intrinsic)),
         overhead_outside=wall - total([*inside, *intrinsic]),
         settles=tuple(end - start for start, end in converging),
+        counting=total(minus(clipped(counter_waits, window), intrinsic)),
     )

@@ -109,7 +109,7 @@ def ssh_routes(sshd: Sshd, box: Path, chosen: list[str]) -> list[Route]:
 
     offered = transports()
     if offered is None:
-        return [Route("ssh (gate's one transport)", partial(target_for, spec), root, True)]
+        return [Route("ssh (target_for's default)", partial(target_for, spec), root, True)]
     kinds = [t for t in chosen if t in offered] or list(offered)
     factory: Callable[..., Target] = target_for  # `transport` arrives with issue 10
     return [Route(f"ssh --transport {t}", partial(factory, spec, transport=t), root, True)
@@ -192,7 +192,7 @@ def _cpu(path: Route) -> float:
 
 HEADER = (
     "path", "lag median ms", "lag p95 ms", "x 100 ms", "x 250 ms", "polls/wait",
-    "box CPU median", "box CPU p95", "x 5%", "note",
+    "box CPU median", "box CPU p95", "x 5%", "box CPU ms/poll", "note",
 )  # fmt: skip
 
 
@@ -215,6 +215,7 @@ def row_cells(row: Row) -> tuple[str, ...]:
         percent(median(shares), 1.0),
         percent(p95(shares), 1.0),
         ratio(median(shares), TARGET_CPU),
+        f"{median([1000 * s.cpu / s.polls for s in row.samples if s.polls]):.0f}",
         note,
     )
 

@@ -192,6 +192,19 @@ def test_breakdown_splits_the_wall_time() -> None:
     assert split.overhead_outside == pytest.approx(83)
     assert split.overhead == pytest.approx(83.9)
     assert split.settles == pytest.approx((5.5,))
+    assert split.counting == 0.0
+
+
+def test_counter_waits_count_only_where_the_stack_was_not_working() -> None:
+    checks = [
+        {"name": "api: shares accumulating", "finished_at": 40.0, "duration": 10.0},
+        {"name": "api: pool ready", "finished_at": 40.0, "duration": 30.0},
+    ]
+    waits = overhead.waits_of(checks, {"api: shares accumulating"})
+    assert waits == [(30.0, 40.0)]
+    runs = [overhead.StackRun(32.0, 33.0, 0, "status")]  # one status read inside the wait
+    split = overhead.breakdown((0, 100), [], runs, [], "CTL", waits)
+    assert split.counting == pytest.approx(9.0)
 
 
 # --- running gate ------------------------------------------------------------------------
