@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import gaterun
-from bench.machine import machine, stamp
+from bench.machine import Started
 from bench.overhead import Breakdown, breakdown, commands_from, parse_stack_runs, waits_of
 from bench.sample_box import REPO, BoxError, boxes, config, install, seed_compact
 from bench.stacklog import LogWatcher
@@ -211,11 +211,11 @@ def summary_lines(found: Sequence[Measured]) -> list[str]:
     return ["", *aligned([header, *rows])]
 
 
-def report(args: argparse.Namespace, found: Sequence[Measured]) -> list[str]:
+def report(args: argparse.Namespace, began: Started, found: Sequence[Measured]) -> list[str]:
     return [
         f"gate overhead on the full sample matrix over a loopback sshd: {args.n} run(s) per "
-        f"time scale and gate arguments ({stamp()})",
-        machine(),
+        f"time scale and gate arguments ({began.stamp})",
+        began.machine(),
         "intrinsic = the stack's commands timed on the box U apply-to-ready convergence from "
         "its logs; overhead = wall - intrinsic (the wall is `invoke gate` start to exit)",
         "targets (issue 10): overhead under 5% at time scale 1, under 2% at time scale 10",
@@ -237,12 +237,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-scales", default="1,10", help="the stack's time scales")
     parser.add_argument("--gate-args", default="", help="extra arguments for every gate run")
     args = parser.parse_args(argv)
+    began = Started()
     try:
         found = measure_all(args)
     except (BoxError, SshdUnavailable) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
-    print("\n".join(report(args, found)))
+    print("\n".join(report(args, began, found)))
     return 0
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bench.machine import machine, stamp
+from bench.machine import Started
 from bench.sample_box import REPO
 from bench.stats import aligned, ratio
 from gate import planner
@@ -147,10 +147,11 @@ MATRICES: dict[str, Callable[[], tuple[Matrix, Expected]]] = {
 
 
 def run() -> list[str]:
+    began = Started()
     found = [figures(name, *make()) for name, make in MATRICES.items()]
     return [
-        f"matrix plans: declared vs pairwise (gate/planner.py) vs full product ({stamp()})",
-        machine(),
+        f"matrix plans: declared vs pairwise (gate/planner.py) vs full product ({began.stamp})",
+        began.machine(),
         "pairs = share of all value pairs of two axes some scenario covers; restarts = "
         "services recreated walking the plan from the axes' first values (as `--list`)",
         f"targets (issue 10): pairwise covers 100% of pairs within {TARGET_RATIO}x the lower "

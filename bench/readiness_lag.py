@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import proctree
-from bench.machine import machine, stamp
+from bench.machine import Started
 from bench.sample_box import REPO, BoxError, boxes, config, install
 from bench.stacklog import LogWatcher
 from bench.stats import aligned, median, p95, percent, ratio
@@ -235,6 +235,7 @@ def sshd_in(workdir: Path, wanted: bool) -> Iterator[Sshd | None]:
 
 
 def run(args: argparse.Namespace) -> list[str]:
+    began = Started()
     contract = load_contract_file(REPO / "matrix.py").contract
     wanted = [p.strip() for p in args.paths.split(",") if p.strip()]
     with tempfile.TemporaryDirectory(prefix="gate-bench-ready-") as tmp:
@@ -253,8 +254,8 @@ def run(args: argparse.Namespace) -> list[str]:
     return [
         f"readiness detection lag after `stackctl restart`: {args.n} restarts per path, "
         f"{args.warmup} warm-up left out, sample stack at time scale {args.time_scale:g} "
-        f"({stamp()})",
-        machine(),
+        f"({began.stamp})",
+        began.machine(),
         "lag = the poll that saw ready returned - the last expected service's ready line in "
         "its log; box CPU = CPU of what gate ran on the box over the wait, share of one core",
         "targets (issue 10): lag median 100 ms, p95 250 ms, box CPU 5% of one core",

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bench import gaterun
 from bench.gate_overhead import loopback_sshd
-from bench.machine import machine, stamp
+from bench.machine import Started
 from bench.sample_box import REPO, BoxError, boxes, install
 from bench.stats import aligned, growth, ratio
 from gate.testing.sshd import SshdUnavailable
@@ -106,12 +106,14 @@ def fit_lines(found: Sequence[Measured]) -> list[str]:
     return lines
 
 
-def report(args: argparse.Namespace, counts: Sequence[int], found: Sequence[Measured]) -> list[str]:
+def report(
+    args: argparse.Namespace, began: Started, counts: Sequence[int], found: Sequence[Measured]
+) -> list[str]:
     return [
         f"wall time vs scenarios: `invoke gate --matrix bench/growth_matrix.py --scenario ...` "
         f"over a loopback sshd, {args.n} round(s), sample stack at time scale "
-        f"{args.time_scale:g} ({stamp()})",
-        machine(),
+        f"{args.time_scale:g} ({began.stamp})",
+        began.machine(),
         "",
         *aligned([HEADER, *table(found, counts)]),
         "",
@@ -140,12 +142,13 @@ def main(argv: list[str] | None = None) -> int:
         counts = parse_counts(args.counts)
     except ValueError as exc:
         parser.error(str(exc))
+    began = Started()
     try:
         found = measure_all(args, counts)
     except (BoxError, SshdUnavailable) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
-    print("\n".join(report(args, counts, found)))
+    print("\n".join(report(args, began, counts, found)))
     return 0
 
 
