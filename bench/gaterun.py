@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.sample_box import REPO
+from gate.inventory import TRANSPORTS
 from gate.testing.sshd import Sshd, write_inventory
 
 INVOKE = Path(sys.executable).parent / "invoke"
-TRANSPORTS = ("persistent", "exec")
 GATE_TIMEOUT = 3600.0
 
 

@@ -15,15 +15,13 @@ the matrix phase does after an apply. For each restart:
   or below this process for the local target: bench/proctree.py) over the wait, as a
   share of one core.
 
-When gate's `target_for` takes a `transport` argument (issue 10's persistent channel),
-each SSH transport named by `--ssh-transports` gets its own row. Figures, never
-assertions.
+Each SSH transport gate offers (the persistent channel, `exec`) named by
+`--ssh-transports` gets its own row. Figures, never assertions.
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import sys
 import tempfile
@@ -44,7 +42,7 @@ from gate.battery import wait_ready
 from gate.box import Box, Kind
 from gate.checks import Verdict
 from gate.contract import StackContract
-from gate.inventory import HostSpec
+from gate.inventory import TRANSPORTS, HostSpec
 from gate.options import load_contract_file
 from gate.target import Target, target_for
 from gate.testing.sshd import Sshd, SshdUnavailable
@@ -85,35 +83,28 @@ class Route:
     with_root_own: bool
 
 
-def transports() -> tuple[str, ...] | None:
-    """The SSH transports gate offers, when `target_for` takes `transport` (issue 10)."""
-    return (
-        ("persistent", "exec") if "transport" in inspect.signature(target_for).parameters else None
-    )
-
-
 def ssh_routes(sshd: Sshd, box: Path, chosen: list[str]) -> list[Route]:
-    spec = HostSpec(
-        name="bench",
-        host=sshd.host,
-        port=sshd.port,
-        user=sshd.user,
-        identity=sshd.identity,
-        dir=str(box),
-        known_hosts=sshd.known_hosts,
-    )
+    """One route per SSH transport gate offers (gate.inventory.TRANSPORTS) that `chosen`
+    names (all of them when it names none)."""
 
     def root() -> int:
         assert sshd.pid is not None
         return sshd.pid
 
-    offered = transports()
-    if offered is None:
-        return [Route("ssh (target_for's default)", partial(target_for, spec), root, True)]
-    kinds = [t for t in chosen if t in offered] or list(offered)
-    factory: Callable[..., Target] = target_for  # `transport` arrives with issue 10
-    return [Route(f"ssh --transport {t}", partial(factory, spec, transport=t), root, True)
-            for t in kinds]  # fmt: skip
+    def spec(transport: str) -> HostSpec:
+        return HostSpec(
+            name="bench",
+            host=sshd.host,
+            port=sshd.port,
+            user=sshd.user,
+            identity=sshd.identity,
+            dir=str(box),
+            known_hosts=sshd.known_hosts,
+            transport=transport,
+        )
+
+    kinds = [t for t in TRANSPORTS if t in chosen] or list(TRANSPORTS)
+    return [Route(f"ssh --transport {t}", partial(target_for, spec(t)), root, True) for t in kinds]
 
 
 def local_route(box: Path) -> Route:
@@ -273,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ssh-transports",
         default="persistent,exec",
-        help="SSH transports to compare, when gate offers a choice",
+        help="SSH transports to compare (gate.inventory.TRANSPORTS)",
     )
     args = parser.parse_args(argv)
     try:
