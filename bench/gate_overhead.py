@@ -147,7 +147,7 @@ def measure_all(args: argparse.Namespace) -> list[Measured]:
 
 RUN_HEADER = (
     "time scale", "gate args", "exit", "wall s", "intrinsic s", "overhead s", "share",
-    "target", "x target", "note",
+    "target", "x target", "share less counter waits", "note",
 )  # fmt: skip
 SPLIT_HEADER = (
     "time scale", "gate args", "commands", "in commands s", "stack cmds (status)",
@@ -169,6 +169,7 @@ def run_cells(m: Measured) -> tuple[str, ...]:
         percent(m.split.overhead, m.split.wall),
         percent(target, 1.0) if target else "-",
         ratio(m.split.share, target),
+        percent(m.split.overhead - m.split.counting, m.split.wall),
         note,
     )
 
