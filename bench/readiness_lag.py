@@ -113,10 +113,10 @@ def local_route(box: Path) -> Route:
 
 
 def measure(
-    path: Route, box: Path, contract: StackContract, watcher: LogWatcher, n: int, warmup: int
+    route: Route, box: Path, contract: StackContract, watcher: LogWatcher, n: int, warmup: int
 ) -> Row:
-    row = Row(path.name)
-    target = path.target()
+    row = Row(route.name)
+    target = route.target()
     try:
         target.open()
         gbox = Box(target, _spec_of(box), contract, record=lambda _event: None)
@@ -124,7 +124,7 @@ def measure(
         cfg = config(box)
         expected = contract.expected_services(cfg)
         for index in range(warmup + n):
-            sample = one_restart(gbox, cfg, expected, path, watcher, row)
+            sample = one_restart(gbox, cfg, expected, route, watcher, row)
             if sample is not None and index >= warmup:
                 row.samples.append(sample)
     except Exception as exc:  # a path that cannot run says why in its row
@@ -142,7 +142,7 @@ def one_restart(
     gbox: Box,
     cfg: Any,
     expected: frozenset[str],
-    path: Route,
+    route: Route,
     watcher: LogWatcher,
     row: Row,
 ) -> Sample | None:
@@ -161,9 +161,9 @@ def one_restart(
         if attempt.ready:
             seen.append(now)
 
-    began, cpu0 = time.time(), _cpu(path)
+    began, cpu0 = time.time(), _cpu(route)
     record = wait_ready(gbox, cfg, READY_TIMEOUT, observe)
-    cpu1, ended = _cpu(path), time.time()
+    cpu1, ended = _cpu(route), time.time()
     if record.verdict is not Verdict.PASS or not seen:
         row.notes.append(f"not ready: {record.evidence[:120]}")
         return None
@@ -177,8 +177,8 @@ def one_restart(
     return Sample(seen[-1] - log_ready, cpu1 - cpu0, ended - began, len(polls))
 
 
-def _cpu(path: Route) -> float:
-    return proctree.tree_cpu_seconds(path.cpu_root(), with_root_own=path.with_root_own)
+def _cpu(route: Route) -> float:
+    return proctree.tree_cpu_seconds(route.cpu_root(), with_root_own=route.with_root_own)
 
 
 HEADER = (
