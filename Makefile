@@ -4,7 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 
-.PHONY: demo bench test lint typecheck unit bootstrap sysdeps release clean
+.PHONY: demo bench bench-latency bench-plans bench-readiness bench-overhead bench-growth \
+	test lint typecheck unit bootstrap sysdeps release clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,10 +49,29 @@ demo: bootstrap sysdeps
 	  echo "make demo: sample exit $$sample, kvfront exit $$kvfront"; \
 	  [ $$sample -eq 0 ] && [ $$kvfront -eq 0 ]
 
-# Figures, never assertions (docs/performance.md); installs pytest-testinfra and mitogen
-# into the venv itself.
-bench: bootstrap sysdeps
+# Figures, never assertions (docs/performance.md). `make bench` runs the five benches one
+# after the other (about 20 minutes); each has its own target. Knobs: N= runs per method
+# (latency), RESTARTS= (readiness), RUNS= (overhead), ROUNDS= (growth), GATE_ARGS= extra
+# arguments for every gate run (overhead, growth). bench-latency installs pytest-testinfra
+# and mitogen into the venv itself.
+bench: bench-latency bench-plans bench-readiness bench-overhead bench-growth
+
+bench-latency: bootstrap sysdeps
 	$(PY) -m bench.command_latency $(if $(N),--n $(N))
+
+bench-plans: bootstrap
+	$(PY) -m bench.matrix_plans
+
+bench-readiness: bootstrap sysdeps
+	$(PY) -m bench.readiness_lag $(if $(RESTARTS),--n $(RESTARTS))
+
+bench-overhead: bootstrap sysdeps
+	$(PY) -m bench.gate_overhead $(if $(RUNS),--n $(RUNS)) \
+	  $(if $(GATE_ARGS),--gate-args="$(GATE_ARGS)")
+
+bench-growth: bootstrap sysdeps
+	$(PY) -m bench.scenario_growth $(if $(ROUNDS),--n $(ROUNDS)) \
+	  $(if $(GATE_ARGS),--gate-args="$(GATE_ARGS)")
 
 # The release is blocked unless the gate passes against the inventory's box.
 release: bootstrap

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -20,15 +20,23 @@ class Row:
     note: str = ""
 
 
-def median_ms(samples: Sequence[float]) -> float:
-    return statistics.median(samples) * 1000.0
+def median(samples: Sequence[float]) -> float:
+    return float(statistics.median(samples))
 
 
-def p95_ms(samples: Sequence[float]) -> float:
+def p95(samples: Sequence[float]) -> float:
     """The nearest-rank 95th percentile: the smallest sample >= 95% of them."""
     ordered = sorted(samples)
     rank = math.ceil(0.95 * len(ordered))
-    return ordered[max(rank, 1) - 1] * 1000.0
+    return ordered[max(rank, 1) - 1]
+
+
+def median_ms(samples: Sequence[float]) -> float:
+    return median(samples) * 1000.0
+
+
+def p95_ms(samples: Sequence[float]) -> float:
+    return p95(samples) * 1000.0
 
 
 def ratio(value: float, reference: float | None) -> str:
@@ -52,12 +60,23 @@ HEADER = ("method", "median ms", "p95 ms", "x fastest", "x fabric run", "note")
 def table_lines(rows: Sequence[Row], reference: str) -> list[str]:
     """The table: one line per row; rows without samples show only their note."""
     fastest, ref = _median_of(rows), _median_of(rows, reference)
-    cells = [HEADER, *(_cells(row, fastest, ref) for row in rows)]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(HEADER) - 1)]
+    return aligned([HEADER, *(_cells(row, fastest, ref) for row in rows)])
+
+
+def aligned(lines: Sequence[Sequence[str]]) -> list[str]:
+    """Cells padded to their column's widest, two spaces apart; the last column (a note)
+    is left ragged. Every line has the header's number of cells."""
+    count = len(lines[0])
+    widths = [max(len(line[i]) for line in lines) for i in range(count - 1)]
     return [
         "  ".join([*(c.ljust(w) for c, w in zip(line, widths, strict=False)), line[-1]]).rstrip()
-        for line in cells
+        for line in lines
     ]
+
+
+def percent(part: float, whole: float) -> str:
+    """`part / whole` as a percentage with one decimal; `-` with nothing to divide by."""
+    return f"{100.0 * part / whole:.1f}%" if whole > 0 else "-"
 
 
 def _cells(row: Row, fastest: float | None, ref: float | None) -> tuple[str, ...]:
@@ -72,3 +91,29 @@ def _cells(row: Row, fastest: float | None, ref: float | None) -> tuple[str, ...
         ratio(med, ref),
         row.note,
     )
+
+
+@dataclass(frozen=True)
+class Step:
+    """Wall times at one count of work items (scenarios, boxes) against the smallest count."""
+
+    count: int
+    runs: int
+    median: float
+    p95: float
+    per_item: float
+    added: float | None
+    """Seconds per item added since the previous count; None at the first."""
+
+
+def growth(walls: Mapping[int, Sequence[float]]) -> list[Step]:
+    """Each count's median and p95 wall, per item, and the cost of each item added since
+    the previous count (counts without samples are left out)."""
+    steps: list[Step] = []
+    for count in sorted(c for c, samples in walls.items() if samples):
+        mid = median(walls[count])
+        added = None
+        if steps:
+            added = (mid - steps[-1].median) / (count - steps[-1].count)
+        steps.append(Step(count, len(walls[count]), mid, p95(walls[count]), mid / count, added))
+    return steps

@@ -61,3 +61,22 @@ def test_table_ratios_against_fastest_and_reference_and_notes() -> None:
 def test_table_without_the_reference_shows_dashes() -> None:
     _, only = stats.table_lines([stats.Row("x", (0.002,))], "fabric run")
     assert only.split() == ["x", "2.00", "2.00", "1.0x", "-"]
+
+
+def test_aligned_pads_every_column_but_the_last() -> None:
+    lines = stats.aligned([("a", "bb", "note"), ("ccc", "d", "a longer note")])
+    assert lines == ["a    bb  note", "ccc  d   a longer note"]
+
+
+def test_percent_and_nothing_to_divide_by() -> None:
+    assert stats.percent(1.0, 8.0) == "12.5%"
+    assert stats.percent(1.0, 0.0) == "-"
+
+
+def test_growth_per_item_and_per_added_item() -> None:
+    steps = stats.growth({4: [40.0, 44.0, 42.0], 1: [20.0], 2: [26.0, 24.0], 8: []})
+    assert [s.count for s in steps] == [1, 2, 4]  # no samples at 8: left out
+    one, two, four = steps
+    assert (one.median, one.per_item, one.added) == (20.0, 20.0, None)
+    assert (two.median, two.p95, two.per_item, two.added) == (25.0, 26.0, 12.5, 5.0)
+    assert (four.runs, four.median, four.added) == (3, 42.0, pytest.approx(8.5))
