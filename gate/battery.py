@@ -34,9 +34,11 @@ from gate.observe import counter, fetch, read_batch, read_in_use, read_probe
 from gate.probes import STATUS, Http
 from gate.waits import Observer, wait_until
 
-READY_FIRST_POLL, READY_MAX_POLL = 0.02, 0.2
-"""Readiness polls fast, then backs off to a low cap: a poll is one cheap call to the box
-(the persistent channel; boxtool in the far end), so the lag stays short (docs/performance.md)."""
+READY_POLL = {"first_interval": 0.02, "max_interval": 0.2, "share": 0.05, "ceiling": 2.0}
+"""Readiness polls from 20 ms, doubling to 200 ms; a wait past 4 s then pauses 5% of the
+time waited (up to 2 s), so a slow convergence does not run the stack's status command
+five times a second: a poll is one cheap call to the box, the status command is not
+(docs/performance.md)."""
 
 
 class Reads:
@@ -149,9 +151,8 @@ def wait_ready(
         probe,
         lambda seen: seen["status"] == 0 and all(seen[e.name] == "answering" for e in endpoints),
         timeout=timeout,
-        first_interval=READY_FIRST_POLL,
-        max_interval=READY_MAX_POLL,
         observe=observe,
+        **READY_POLL,
     )
     verdict = Verdict.PASS if waited.satisfied else Verdict.FAIL
     if waited.inconclusive:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_delay
-from tenacity.wait import wait_exponential
+from tenacity.wait import wait_base
 
 from gate.errors import Unreachable
 
@@ -64,6 +64,21 @@ class WaitResult(Generic[T]):
 Observer = Callable[[str, Attempt[T], float], None]
 
 
+class wait_backoff(wait_base):  # a tenacity strategy, named as tenacity names them
+    """Poll fast first, doubling up to `cap`; past that, pause a `share` of the time already
+    waited, up to `ceiling`. A short wait sees its signal within `cap`; a long one costs
+    few polls and adds at most `share` of its length as lag."""
+
+    def __init__(self, first: float, cap: float, share: float = 0.0, ceiling: float = 0.0):
+        self.first, self.cap, self.share = first, cap, share
+        self.ceiling = max(cap, ceiling)
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        doubling = min(self.cap, self.first * 2.0 ** (retry_state.attempt_number - 1))
+        elapsed = retry_state.seconds_since_start or 0.0
+        return min(self.ceiling, max(doubling, self.share * elapsed))
+
+
 def wait_until(
     name: str,
     probe: Callable[[], T],
@@ -73,8 +88,11 @@ def wait_until(
     first_interval: float = 0.1,
     max_interval: float = 2.0,
     observe: Observer[T] | None = None,
+    share: float = 0.0,
+    ceiling: float = 0.0,
 ) -> WaitResult[T]:
-    """Poll `probe` until `ready(value)` or `timeout` seconds, recording every attempt."""
+    """Poll `probe` until `ready(value)` or `timeout` seconds, recording every attempt
+    (the cadence: wait_backoff(first_interval, max_interval, share, ceiling))."""
     result: WaitResult[T] = WaitResult(name=name, timeout=timeout)
     start = time.monotonic()
 
@@ -96,7 +114,7 @@ def wait_until(
 
     retrying = Retrying(
         stop=stop_after_delay(timeout),
-        wait=wait_exponential(multiplier=first_interval, min=first_interval, max=max_interval),
+        wait=wait_backoff(first_interval, max_interval, share, ceiling),
         retry=retry_if_result(lambda seen: not seen.ready and seen.lost is None),
         after=record,
         retry_error_callback=lambda _state: None,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+from tenacity import RetryCallState, Retrying
+
 from gate.errors import Unreachable
-from gate.waits import sample_throughout, wait_until
+from gate.waits import sample_throughout, wait_backoff, wait_until
 
 
 def test_wait_is_satisfied_when_the_signal_arrives() -> None:
@@ -65,3 +68,25 @@ def test_sampling_throughout_covers_the_window_with_at_least_the_minimum_reads()
         lambda: next(reads), lambda r: r[0], lambda r: r[1], 1.0, min_samples=3, max_interval=0.001
     )
     assert got == [(True, 0.0), (True, 2.0), (True, 2.0)]  # past the window, but 3 reads
+
+
+def pause_after(strategy: wait_backoff, attempt: int, elapsed: float) -> float:
+    state = RetryCallState(Retrying(), fn=None, args=(), kwargs={})
+    state.attempt_number = attempt
+    state.start_time, state.outcome_timestamp = 100.0, 100.0 + elapsed
+    return float(strategy(state))
+
+
+def test_backoff_doubles_to_its_cap_then_grows_with_the_wait_to_its_ceiling() -> None:
+    ready = wait_backoff(0.02, 0.2, share=0.05, ceiling=2.0)
+    pauses = [pause_after(ready, n, elapsed=0.1 * n) for n in range(1, 6)]
+    assert pauses == pytest.approx([0.02, 0.04, 0.08, 0.16, 0.2])
+    assert pause_after(ready, 30, elapsed=3.0) == pytest.approx(0.2)  # 5% of 3 s is less
+    assert pause_after(ready, 40, elapsed=20.0) == pytest.approx(1.0)  # 5% of 20 s
+    assert pause_after(ready, 60, elapsed=300.0) == pytest.approx(2.0)  # the ceiling
+
+
+def test_backoff_without_a_share_stays_at_its_cap() -> None:
+    plain = wait_backoff(0.1, 2.0)
+    assert pause_after(plain, 3, elapsed=1.0) == pytest.approx(0.4)
+    assert pause_after(plain, 50, elapsed=600.0) == pytest.approx(2.0)
