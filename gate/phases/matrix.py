@@ -33,6 +33,7 @@ from gate.observe import read_config, read_fingerprints
 from gate.observed import observers
 from gate.phases.base import Phase
 from gate.planner import plan_pairwise
+from gate.report.compare import seconds_last_time
 from gate.restarts import Clock, clock_fields, restarted, scope, service_clock
 from gate.snapshot import BASELINE_CONFIG, Baseline, write_state
 
@@ -66,7 +67,8 @@ class MatrixPhase(Phase):
         matrix = validate_matrix(run.ctx.contract_file.matrix)
         assert run.baseline is not None
         previous: Config | None = run.config
-        run.console.scenarios(len(self._runnable))  # a terminal shows done/total, time left
+        names = [s.name for s in self._runnable]  # a terminal shows done/total and time left
+        run.console.scenarios(names, seconds_last_time(run.artifacts.dir), matrix.ready_timeout)
         for scenario in self._runnable:
             previous = run_scenario(run, matrix, scenario, run.baseline, previous)
 

@@ -113,6 +113,13 @@ def last_passing(run: RunDir) -> RunDir | None:
     return best
 
 
+def seconds_last_time(run_dir: Path) -> dict[str, float]:
+    """What each scenario took in the last passing run on this run's box ({} if none)."""
+    current = _quiet_load(run_dir)
+    previous = last_passing(current) if current is not None else None
+    return previous.scenario_seconds() if previous is not None else {}
+
+
 def _quiet_load(path: Path) -> RunDir | None:
     try:
         return load(path)

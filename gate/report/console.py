@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
 from rich.console import Console as RichConsole
@@ -62,9 +62,12 @@ class Console:
     def line(self, text: str, style: str = "") -> None:
         self.rich.print(Text(self.redact(text), style=style if self.fancy else ""))
 
-    def scenarios(self, total: int) -> None:
-        """The matrix is about to walk `total` scenarios: a terminal shows the progress."""
-        self._progress = Progress(total, time.monotonic())
+    def scenarios(
+        self, names: Sequence[str], before: Mapping[str, float] | None = None, bound: float = 0.0
+    ) -> None:
+        """The matrix is about to walk these scenarios: a terminal shows the progress, with
+        what each took last time (`before`) and the most its waits may take (`bound`)."""
+        self._progress = Progress(names, time.monotonic(), before or {}, bound)
 
     def phase(self, name: str, detail: str = "") -> None:
         self.end_wait()

@@ -7,6 +7,7 @@ usage error, one line, exit 2.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,16 @@ class RunDir:
     def started(self) -> float | None:
         value = self.manifest.get("started") or (self.summary or {}).get("started")
         return float(value) if isinstance(value, int | float) else None
+
+    def scenario_seconds(self) -> dict[str, float]:
+        """How long each scenario took: from its phase mark to the next phase mark."""
+        phases = [m for m in self.marks if m.get("kind") == "phase"]
+        seconds: dict[str, float] = {}
+        for mark, after in itertools.pairwise(phases):
+            name = str(mark.get("name", ""))
+            if name.startswith("scenario "):
+                seconds[name.removeprefix("scenario ")] = float(after["t"]) - float(mark["t"])
+        return seconds
 
     def captures_for(self, record: dict[str, Any]) -> list[str]:
         """The capture files a check's failure left: its scenario's, else its phase's."""
