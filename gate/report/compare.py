@@ -93,7 +93,6 @@ def _moved(before: float, after: float) -> bool:
 
 def last_passing(run: RunDir) -> RunDir | None:
     """The newest earlier run next to this one that passed against the same box."""
-    box = (run.manifest.get("host"), run.manifest.get("target"), run.manifest.get("stack_dir"))
     began = run.started or 0.0
     best: RunDir | None = None
     for other in sorted(run.path.parent.iterdir()) if run.path.parent.is_dir() else []:
@@ -102,15 +101,24 @@ def last_passing(run: RunDir) -> RunDir | None:
         candidate = _quiet_load(other)
         if candidate is None or (candidate.summary or {}).get("exit_code") != 0:
             continue
-        same = (
-            candidate.manifest.get("host"),
-            candidate.manifest.get("target"),
-            candidate.manifest.get("stack_dir"),
-        )
         started = candidate.started or 0.0
-        if same == box and started < began and (best is None or started > (best.started or 0)):
+        if (
+            same_kind(candidate, run)
+            and started < began
+            and (best is None or started > (best.started or 0))
+        ):
             best = candidate
     return best
+
+
+def same_kind(one: RunDir, other: RunDir) -> bool:
+    """The same box (host, target, stack dir), the same contract and the same mode: a
+    `--check` is no reference for a matrix, nor another contract's run for this one."""
+    keys = ("host", "target", "stack_dir", "mode")
+    contract = [str((r.manifest.get("contract") or {}).get("sha256", "")) for r in (one, other)]
+    return contract[0] == contract[1] and all(
+        one.manifest.get(k) == other.manifest.get(k) for k in keys
+    )
 
 
 def seconds_last_time(run_dir: Path) -> dict[str, float]:

@@ -80,9 +80,12 @@ def test_progress_shows_on_a_terminal_only(
     assert ("scenario 1/3" in text) is shown, text
 
 
-def write_run(path: Path, started: float, exit_code: int, host: str = "box") -> Path:
+def write_run(
+    path: Path, started: float, exit_code: int, host: str = "box", **other: object
+) -> Path:
     path.mkdir(parents=True)
     box = {"host": host, "target": "ssh://root@box:22", "stack_dir": "/srv/stack"}
+    box |= {"mode": "matrix", "contract": {"sha256": "c0ffee"}} | other
     (path / "manifest.json").write_text(json.dumps({**box, "started": started}))
     (path / "summary.json").write_text(json.dumps({"exit_code": exit_code}))
     marks = [
@@ -100,6 +103,8 @@ def test_seconds_last_time_come_from_the_newest_earlier_passing_run_on_the_same_
     write_run(tmp_path / "r2", started=2000.0, exit_code=0)  # a: 20 s, the newest passing
     write_run(tmp_path / "r3", started=3000.0, exit_code=1)  # failed: not a reference
     write_run(tmp_path / "r4", started=3500.0, exit_code=0, host="other")  # another box
+    write_run(tmp_path / "r4c", started=3600.0, exit_code=0, mode="check")  # another mode
+    write_run(tmp_path / "r4k", started=3700.0, exit_code=0, contract={"sha256": "beef"})
     now = write_run(tmp_path / "r5", started=4000.0, exit_code=0)
     assert seconds_last_time(now) == {"a": 20.0}
     assert seconds_last_time(tmp_path / "r1") == {}  # nothing earlier
