@@ -13,12 +13,12 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from doubleruns import DoubleRun, failing, interrupted, passing
 from fakestack import SECRETS
-from pagedom import Page
 
 from gate.errors import UsageError
 from gate.redact import Redactor
 from gate.report.rundir import load
 from gate.report.write import write_report
+from gate.testing.pagedom import Page
 
 
 def page(run: DoubleRun) -> Page:

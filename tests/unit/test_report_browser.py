@@ -5,80 +5,15 @@ background services cannot leave the machine either)."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import pytest
 from doubleruns import DoubleRun, failing, interrupted, passing
-from pagedom import Page
+
+from gate.testing.browser import Opened, browse
 
 pytestmark = pytest.mark.slow
-
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-extensions",
-    "--disable-default-apps",
-    "--no-first-run",
-    "--no-default-browser-check",
-    "--host-resolver-rules=MAP * ~NOTFOUND",
-    "--window-size=1250,1500",
-)
-
-
-@dataclass
-class Opened:
-    page: Page
-    requests: list[str]
-    """URLs the page itself asked for (its network isolation key is the file:// page)."""
-    screenshot: Path
-
-
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found is None:
-        pytest.fail("chromium is not installed: run `make sysdeps` (apt-get install chromium)")
-    return found
-
-
-def browse(url: str, work: Path, shot: Path) -> Opened:
-    """The DOM after rendering (--dump-dom, with a net log), then a screenshot."""
-    work.mkdir(parents=True, exist_ok=True)
-    net = work / "net.json"
-    base = [chromium(), *FLAGS, f"--user-data-dir={work / 'profile'}"]
-    dom = subprocess.run(
-        [*base, f"--log-net-log={net}", "--dump-dom", url],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    shot.parent.mkdir(parents=True, exist_ok=True)
-    drawn = subprocess.run(
-        [*base, f"--screenshot={shot}", url], capture_output=True, timeout=120, check=False
-    )
-    assert drawn.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", drawn.stderr
-    return Opened(Page.parse(dom.stdout), page_requests(net), shot)
-
-
-def page_requests(net_log: Path) -> list[str]:
-    """Every non-file URL the page (not the browser's own services) started a request for."""
-    log = json.loads(net_log.read_text())
-    start = log["constants"]["logEventTypes"]["URL_REQUEST_START_JOB"]
-    found = []
-    for event in log["events"]:
-        params = event.get("params", {})
-        if event["type"] != start or "file://" not in str(params.get("network_isolation_key")):
-            continue
-        if urlsplit(str(params.get("url"))).scheme not in ("file", "data"):
-            found.append(str(params["url"]))
-    return found
 
 
 def open_report(run: DoubleRun, tmp_path: Path, name: str) -> Opened:

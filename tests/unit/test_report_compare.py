@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 from doubleruns import failing, passing
-from pagedom import Page
 
 from gate.cli import run_cli
 from gate.redact import Redactor
 from gate.report.compare import compare, last_passing
 from gate.report.rundir import load
 from gate.report.write import write_report
+from gate.testing.pagedom import Page
 
 TIER = ("main-secure-strict", "api: pool tier matches pool.tier")
 
