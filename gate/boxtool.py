@@ -233,7 +233,7 @@ def cmd_exec(spec: dict[str, Any], args: list[str]) -> int:
     )
     try:
         out, err = child.communicate(timeout=timeout)
-        code = child.returncode
+        code = child.returncode if child.returncode >= 0 else 128 - child.returncode  # a shell's
     except subprocess.TimeoutExpired:
         os.killpg(child.pid, signal.SIGKILL)
         out, err = child.communicate()

@@ -27,9 +27,13 @@ import paramiko
 from gate.errormap import LINK_ERRORS, first_line, lost
 from gate.result import Exchange
 
-BOOT = "exec python3 -c 'import sys; r = sys.stdin.buffer; exec(r.read(int(r.readline())))'"
+BOOT = (
+    "PYTHONCOERCECLOCALE=0 exec python3 -c "
+    "'import sys; r = sys.stdin.buffer; exec(r.read(int(r.readline())))'"
+)
 """The command that starts the far end: it reads the host program's length, then the
-program, from the channel, so nothing but this line shows in the box's process list."""
+program, from the channel, so nothing but this line shows in the box's process list.
+(No locale coercion: the commands it runs get the login environment as exec would.)"""
 
 START_TIMEOUT = 15.0
 REPLY_GRACE = 5.0
@@ -135,6 +139,10 @@ class PersistentChannel:
         out = self._read_exact(out_len, deadline).decode("utf-8", "replace")
         err = self._read_exact(err_len, deadline).decode("utf-8", "replace")
         if status == b"T":
+            return Exchange(None, out, err, lost=f"timeout after {timeout:g}s")
+        if status == b"X":  # a call that overran inside the far end: it is ending now
+            self.dead = f"the far end ended after a call outlived {timeout:g}s"
+            self.close()
             return Exchange(None, out, err, lost=f"timeout after {timeout:g}s")
         if status == b"E":
             return Exchange(None, out, err, lost=f"could not start the command: {err.strip()}")

@@ -7,7 +7,9 @@ source. It then answers one framed request at a time (stdlib only, any python3):
     reply    MARKER SEQ STATUS OUTLEN ERRLEN\\n <stdout bytes> <stderr bytes>
 
 STATUS is the exit code, `T` when the command outlived TIMEOUT (its process group was
-killed), or `E` when it could not be started (the reason is in stderr). MARKER is a random
+killed), `X` when a boxtool call run in this process outlived it (this far end then ends:
+it cannot kill its own thread), or `E` when it could not be started (the reason is in
+stderr). A request cut off by a closing channel is never run. MARKER is a random
 token the runner chose for this channel: a reply that does not carry it means the two ends
 disagree, and the runner abandons the channel rather than guess.
 
@@ -109,15 +111,22 @@ def run_tool(
     worker.join(timeout)
     if worker.is_alive():
         raise Overran(f"boxtool {argv[0]} outlived its {timeout:g}s in the far end")
+    if "status" not in answer:
+        return b"1", b"", b"gate: the boxtool call ended without an answer\n"
     return answer["status"], answer["out"], answer["err"]
 
 
 def call_tool(
     directory: str, env: dict[str, str], argv: list[str], stdin: bytes, answer: dict[str, Any]
 ) -> None:
+    """One boxtool call with this process's dir, environment, umask and stdin lent to it
+    and given back; whatever it raises is its exit 1, never this process's end."""
     out, err = io.StringIO(), io.StringIO()
     before, saved = os.getcwd(), {k: os.environ.get(k) for k in env}
+    mask = os.umask(0o022)
+    os.umask(mask)
     fed = io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8")
+    code = 1
     try:
         os.chdir(directory)
         os.environ.update(env)
@@ -126,20 +135,26 @@ def call_tool(
     except OSError as exc:  # no such dir, no boxtool: what the shell would have said
         err.write(f"gate: cannot run boxtool in {directory}: {exc}\n")
         code = 127
+    except BaseException:  # a boxtool this python cannot load, or one that exits on import
+        err.write(traceback.format_exc())
     finally:
         os.chdir(before)
+        os.umask(mask)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    answer.update(
-        status=str(code).encode(), out=out.getvalue().encode(), err=err.getvalue().encode()
-    )
+        answer.update(
+            status=str(code % 256).encode(),
+            out=out.getvalue().encode("utf-8", "surrogateescape"),
+            err=err.getvalue().encode("utf-8", "backslashreplace"),
+        )
 
 
 def invoke(tool: ModuleType, argv: list[str], stdin: io.TextIOWrapper) -> int:
-    """boxtool.main(argv) with this stdin; its return or exit code, 1 with a traceback."""
+    """boxtool.main(argv) with this stdin; its return or exit code (as a process would
+    exit: modulo 256), 1 with a traceback."""
     real_stdin, sys.stdin = sys.stdin, stdin
     try:
         code = tool.main(argv)
@@ -150,7 +165,7 @@ def invoke(tool: ModuleType, argv: list[str], stdin: io.TextIOWrapper) -> int:
         code = 1
     finally:
         sys.stdin = real_stdin
-    return int(code)
+    return int(code) % 256
 
 
 def run_shell(command: str, timeout: float, stdin: bytes | None) -> tuple[bytes, bytes, bytes]:
@@ -264,6 +279,7 @@ def pidfd(pid: int) -> int | None:
 
 def serve(requests: BinaryIO, replies: BinaryIO) -> None:
     """Answer requests until the runner closes the channel."""
+    os.environ.pop("PYTHONCOERCECLOCALE", None)  # set for us only: commands get the login env
     marker = requests.readline().strip()
     replies.write(marker + b" 0 ready 0 0\n")
     replies.flush()
@@ -271,17 +287,21 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
         header = requests.readline()
         if not header:
             return
-        mark, seq, timeout, command_len, stdin_len, fed = header.split()
-        if mark != marker:
+        fields = header.split()
+        if len(fields) != 6 or fields[0] != marker:
             sys.stderr.write("gate channel: a request without this channel's marker\n")
             return
-        command = requests.read(int(command_len)).decode("utf-8", "surrogateescape")
+        _mark, seq, timeout, command_len, stdin_len, fed = fields
+        body = requests.read(int(command_len))
         stdin = requests.read(int(stdin_len)) if fed == b"1" else None
+        if len(body) != int(command_len) or (stdin is not None and len(stdin) != int(stdin_len)):
+            return  # the channel closed mid-request: a cut-off command must never run
         try:
-            status, out, err = run_command(command, float(timeout), stdin)
+            status, out, err = run_command(
+                body.decode("utf-8", "surrogateescape"), float(timeout), stdin
+            )
         except Overran as exc:  # reply, then end: the runner opens a fresh far end
-            status, out, err = b"T", b"", f"gate: {exc}\n".encode()
-            reply(replies, marker, seq, status, out, err)
+            reply(replies, marker, seq, b"X", b"", f"gate: {exc}\n".encode())
             return
         reply(replies, marker, seq, status, out, err)
 

@@ -380,7 +380,7 @@ class SSHTarget(Target):
             exchange = channel.run(command, timeout=timeout, stdin=stdin)
         except NotSent as exc:
             self._give_up_channel(str(exc))
-            return self._exec(command, timeout=timeout, stdin=stdin)
+            return self._exec(command, timeout=timeout, stdin=stdin)  # refuses a dead link
         if channel.dead:
             self._give_up_channel(channel.dead)
         return exchange
@@ -427,7 +427,12 @@ class SSHTarget(Target):
             self._channel = None
 
     def _exec(self, command: str, *, timeout: float, stdin: str) -> Exchange:
-        """The command on a fresh exec channel (fabric `run`): `--transport exec`, the fallback."""
+        """The command on a fresh exec channel (fabric `run`): `--transport exec`, the fallback.
+
+        Never on a link that dropped since `open()`: fabric would reconnect unseen, and the
+        reconnect must go through `open()` (a new generation: the lock re-proves itself)."""
+        if not self._connection.is_connected:
+            return Exchange(None, "", "", lost="connection lost: the link dropped before sending")
         try:
             result = self._connection.run(command, **_run_options(timeout, stdin))
         except CommandTimedOut as exc:

@@ -174,6 +174,13 @@ def main(argv):
         raise RuntimeError("boom")
     if argv[0] == "slow":
         time.sleep(float(argv[1]))
+    if argv[0] == "umask":
+        os.umask(0)
+    if argv[0] == "surrogate":
+        print("bad \\udc80 bytes", file=sys.stderr)
+        return 0
+    if argv[0] == "negative":
+        return -1
     print(json.dumps({"pid": os.getpid(), "cwd": os.getcwd(), "argv": argv,
                       "spec": os.environ.get("GATE_SPEC"), "stdin": sys.stdin.read()}))
     return 3
@@ -234,7 +241,85 @@ def test_a_boxtool_call_that_overruns_ends_that_far_end_and_the_next_command_run
     first = far_end(remote)
     result = remote.run(tool_call(stack_dir, "slow", "30"), timeout=0.5)
     assert (result.outcome, result.reason) == (Outcome.UNREACHABLE, "timeout after 0.5s")
-    wait_until_gone(remote)
-    assert remote.run("echo next", timeout=10).stdout == "next\n"
+    # at once, before the old far end is gone: it must not be sent to the one that is ending
+    nxt = remote.run("echo next", timeout=10)
+    assert (nxt.outcome, nxt.stdout) == (Outcome.OK, "next\n"), nxt
     assert far_end(remote) != first
-    assert len(notices) == 1 and "had ended" in notices[0]
+    assert len(notices) == 1 and "outlived 0.5s" in notices[0], notices
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["def main(argv:\n", "import no_such_module_xyz\n", "raise SystemExit('bye')\n"],
+    ids=["syntax-error", "import-error", "exit-on-import"],
+)
+def test_a_boxtool_that_cannot_load_is_exit_1_as_over_exec_and_the_far_end_lives(
+    remote: SSHTarget, stack_dir: Path, source: str
+) -> None:
+    (stack_dir / BOXTOOL).write_text(source)
+    first = far_end(remote)
+    result = remote.run(tool_call(stack_dir, "config"), timeout=10)
+    assert (result.outcome, result.exit_code) == (Outcome.FAILED, 1), result
+    assert far_end(remote) == first
+
+
+def test_what_a_boxtool_call_leaves_behind_is_taken_back(
+    remote: SSHTarget, stack_dir: Path
+) -> None:
+    """A call that changes the umask, prints what UTF-8 cannot encode, or returns a
+    negative code: the next command sees the far end as it was, the code as a process's."""
+    before = remote.run("umask", timeout=10).stdout
+    assert remote.run(tool_call(stack_dir, "umask"), timeout=10).exit_code == 3
+    assert remote.run("umask", timeout=10).stdout == before
+    odd = remote.run(tool_call(stack_dir, "surrogate"), timeout=10)
+    assert (odd.exit_code, odd.stderr) == (0, "bad \\udc80 bytes\n"), odd
+    negative = remote.run(tool_call(stack_dir, "negative"), timeout=10)
+    assert (negative.outcome, negative.reason) == (Outcome.UNREACHABLE, "rc 255")  # exec's too
+
+
+def test_commands_get_the_login_environment_not_the_far_ends(
+    remote: SSHTarget, sshd: Sshd, tmp_path: Path
+) -> None:
+    exec_target = SSHTarget(
+        sshd.host,
+        port=sshd.port,
+        user=sshd.user,
+        identity=sshd.identity,
+        known_hosts=sshd.known_hosts,
+        user_known_hosts=tmp_path / "none",
+        persistent=False,
+    )
+    show = "env | grep -E '^(LC_|LANG|PYTHON)' | sort"
+    with exec_target:
+        assert remote.run(show, timeout=10).stdout == exec_target.run(show, timeout=10).stdout
+
+
+def test_a_request_cut_off_by_a_dropped_link_never_runs_and_is_not_sent_again(
+    remote: SSHTarget, tmp_path: Path
+) -> None:
+    """The link drops while a request is being written: the far end must not run the part
+    it got, and the target must not send it again behind the run's back (a reconnect goes
+    through open(): a new generation, so the box lock re-proves itself)."""
+    log = tmp_path / "log"
+    old = Path(f"/proc/{far_end(remote)}")
+    channel = remote.command_channel
+    assert channel is not None
+    real = channel._channel.sendall
+    generation = remote.generation
+
+    def cut(data: bytes) -> None:
+        real(data[:-20])  # all but the last 20 bytes leave
+        channel._channel.get_transport().close()  # then the link drops
+        raise EOFError("link dropped mid-send")
+
+    channel._channel.sendall = cut  # type: ignore[method-assign]
+    result = remote.run(f"cat >> {quote(str(log))}", timeout=10, stdin="PAYLOAD-" + "x" * 40)
+    assert result.outcome is Outcome.UNREACHABLE, result
+    assert remote.generation == generation, "it reconnected behind the run's back"
+    assert remote.run("echo after", timeout=10).stdout == "after\n"
+    assert remote.generation == generation + 1
+    end = time.monotonic() + 10
+    while old.exists():  # the old far end saw the channel close and ended: it ran or not
+        assert time.monotonic() < end, "the old far end lives on"
+        time.sleep(0.01)
+    assert not log.exists() or "PAYLOAD" not in log.read_text()

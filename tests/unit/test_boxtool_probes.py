@@ -285,3 +285,12 @@ def test_a_batch_that_is_not_a_list_of_reads_is_refused(
     monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
     assert boxtool.main(["batch"]) == 2
     assert "boxtool: batch:" in capsys.readouterr().err
+
+
+def test_exec_gives_a_command_killed_by_a_signal_the_shells_code(
+    stack: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """128 + the signal, as a shell says it: not Python's negative code, which a process
+    exit would wrap (SIGHUP's -1 would even read as ssh's own failure, 255)."""
+    assert boxtool.main(["exec", "10", "kill -HUP $$"]) == 129
+    assert boxtool.main(["exec", "10", "kill -TERM $$"]) == 143

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
 import pytest
 
-from gate.shellhost import as_tool_call
+from gate.shellhost import as_tool_call, serve
 
 TOOL = "python3 .gate/boxtool.py"
 
@@ -41,3 +44,38 @@ def test_gates_own_form_is_a_tool_call(command: str, call: object) -> None:
 )
 def test_anything_else_keeps_its_shell_meaning(command: str) -> None:
     assert as_tool_call(command) is None
+
+
+def test_a_request_cut_off_mid_body_is_never_run(tmp_path: Path) -> None:
+    """The channel closes after part of a request: the far end ends without running the
+    part it got (a cut `touch A; touch B_more` would otherwise touch `B`)."""
+    target = tmp_path / "B"
+    command = f"touch {target}_more".encode()
+    cut = command[: -len(b"_more")]
+    requests = io.BytesIO(b"m\nm 1 5.0 %d 0 0\n%s" % (len(command), cut))
+    replies = io.BytesIO()
+    serve(requests, replies)
+    assert replies.getvalue() == b"m 0 ready 0 0\n"  # the greeting, no reply
+    assert not target.exists()
+
+
+def test_stdin_cut_off_is_never_fed_to_a_command(tmp_path: Path) -> None:
+    out = tmp_path / "written"
+    command = f"cat > {out}".encode()
+    requests = io.BytesIO(b"m\nm 1 5.0 %d 40 1\n%s0123456789" % (len(command), command))
+    serve(requests, io.BytesIO())
+    assert not out.exists()
+
+
+def test_a_whole_request_runs_and_is_answered() -> None:
+    requests = io.BytesIO(b"m\nm 7 5.0 4 0 0\ntrue")
+    replies = io.BytesIO()
+    serve(requests, replies)
+    assert replies.getvalue() == b"m 0 ready 0 0\nm 7 0 0 0\n"
+
+
+@pytest.mark.parametrize("header", [b"m 1 5.0 4\n", b"x 1 5.0 4 0 0\n", b"garbage\n"])
+def test_a_request_without_the_marker_ends_the_far_end_without_running(header: bytes) -> None:
+    replies = io.BytesIO()
+    serve(io.BytesIO(b"m\n" + header + b"true"), replies)
+    assert replies.getvalue() == b"m 0 ready 0 0\n"
