@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from gate.contract import StackContract
 from gate.errors import UsageError
+from gate.shards import Shard
 
 FlagKind = Literal["bool", "text", "int", "path", "repeat"]
 
@@ -62,6 +63,8 @@ class Options:
     facts: dict[str, str] = field(default_factory=dict)
     phases: frozenset[str] = frozenset()
     summary_md: Path | None = None
+    shard: Shard | None = None
+    """--shard I/N: this job walks one share of the scenarios (gate/shards.py)."""
     compare: tuple[str, ...] = ()
     """Two results dirs to compare (read-only, no box): gate/report/compare.py."""
     """Where the markdown summary for CI goes (also appended to $GITHUB_STEP_SUMMARY)."""

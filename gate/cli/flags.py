@@ -16,6 +16,7 @@ from gate.errors import UsageError
 from gate.inventory import check_transport
 from gate.options import Flag, Options
 from gate.phases import registered
+from gate.shards import parse_shard
 
 COMMON: tuple[Flag, ...] = (
     Flag("host", "inventory name, or user@host[:port] (ssh config aliases work)", "text", "BOX"),
@@ -39,6 +40,12 @@ COMMON: tuple[Flag, ...] = (
     Flag("out", "where results/<run-id>/ goes (default results)", "path", "DIR"),
     Flag("json", "print summary.json to stdout at the end"),
     Flag("summary_md", "also write the markdown summary (CI) to this file", "path", "FILE"),
+    Flag(
+        "shard",
+        "walk only this share of the scenarios: I/N (N jobs together walk each once)",
+        "text",
+        "I/N",
+    ),
     Flag("compare", "compare two runs, no box: --compare RUN_A --compare RUN_B", "repeat", "DIR"),
     Flag("accept_new_host_key", "trust and record an unknown host key"),
     Flag("keep", "leave the box on the last scenario (no final restore)"),
@@ -79,6 +86,7 @@ def options_from(raw: Mapping[str, Any]) -> Options:
         json=bool(given.get("json")),
         summary_md=Path(given["summary_md"]) if "summary_md" in given else None,
         compare=tuple(str(run) for run in given.get("compare", ())),
+        shard=parse_shard(str(given["shard"])) if "shard" in given else None,
         accept_new_host_key=bool(given.get("accept_new_host_key")),
         keep=bool(given.get("keep")),
         strict=bool(given.get("strict")),

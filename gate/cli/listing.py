@@ -7,12 +7,13 @@ from typing import TextIO
 from gate.contract import Fault, StackContract
 from gate.errors import ExitCode
 from gate.fit import check_declarations
-from gate.matrix import describe, validate_matrix
+from gate.matrix import Matrix, Scenario, describe, validate_matrix
 from gate.observed import observers
 from gate.options import Options, load_contract_file
 from gate.phases import Phase, registered
-from gate.planner import plan_lines
+from gate.planner import pairwise_rows, plan_lines, to_scenarios
 from gate.probes import Http
+from gate.shards import shard_lines
 
 
 def list_plan(opts: Options, stream: TextIO) -> int:
@@ -29,6 +30,9 @@ def list_plan(opts: Options, stream: TextIO) -> int:
         matrix = validate_matrix(stack.matrix)
         lines += describe(matrix, opts.facts)
         lines += plan_lines(matrix, contract.expected_services)
+        if opts.shard is not None:
+            plan = matrix.scenarios if opts.plan != "pairwise" else planned(matrix)
+            lines += shard_lines(plan, opts.shard.count, opts.shard)
         lines.append("axes observed by (checks whose expectation follows the axis):")
         facts = {**contract.facts, **opts.facts}
         for path, names in observers(matrix, contract, None, facts).items():
@@ -87,3 +91,8 @@ def _phase(phase: Phase) -> str:
     flag = phase.flag.option if phase.flag else "default"
     kind = ", destructive" if phase.destructive else ", mutates" if phase.mutates else ""
     return f"{phase.name} ({flag}{kind})"
+
+
+def planned(matrix: Matrix) -> list[Scenario]:
+    """The pairwise plan's scenarios (their names do not depend on any box)."""
+    return to_scenarios(matrix, pairwise_rows(matrix))

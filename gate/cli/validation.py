@@ -18,11 +18,16 @@ def validate(opts: Options) -> None:
         raise UsageError("say which box: --host NAME_OR_USER@HOST[:PORT] or --local --dir PATH")
     if opts.local and not (opts.dir or opts.host):
         raise UsageError("--local needs --dir PATH, or --host NAME for an inventory file")
+    picks = opts.scenarios or opts.shard
     for reader in ("check", "readiness"):  # the read-only phases
-        if reader in opts.phases and (opts.scenarios or opts.keep or opts.recover):
-            raise UsageError(f"--{reader} runs no scenario: drop --scenario/--keep/--recover")
-    if opts.recover and (opts.scenarios or opts.keep or opts.phases):
-        raise UsageError("--recover only restores: drop --scenario/--keep and phase flags")
+        if reader in opts.phases and (picks or opts.keep or opts.recover):
+            raise UsageError(
+                f"--{reader} runs no scenario: drop --scenario/--shard/--keep/--recover"
+            )
+    if opts.recover and (picks or opts.keep or opts.phases):
+        raise UsageError("--recover only restores: drop --scenario/--shard/--keep and phase flags")
+    if opts.shard and opts.scenarios:
+        raise UsageError("--shard deals out the whole plan: drop --scenario")
     select(opts)
     check_writable_dir(opts.out, "--out")
     if opts.summary_md is not None:

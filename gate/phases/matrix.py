@@ -75,11 +75,15 @@ class MatrixPhase(Phase):
 
 def select(run: Run, matrix: Matrix) -> list[Scenario]:
     """The declared scenarios (--scenario picks), or with --plan pairwise the planned ones
-    in the order that restarts fewest services from the box's own config."""
-    if run.ctx.opts.plan != "pairwise":
-        return matrix.select(run.ctx.opts.scenarios)
-    walk = plan_pairwise(matrix, run.box.contract.expected_services, run.config, run.ctx.facts)
-    return list(walk.scenarios)
+    in the order that restarts fewest services from the box's own config; with --shard,
+    this job's share of them."""
+    opts = run.ctx.opts
+    if opts.plan != "pairwise":
+        chosen = matrix.select(opts.scenarios)
+    else:
+        walk = plan_pairwise(matrix, run.box.contract.expected_services, run.config, run.ctx.facts)
+        chosen = list(walk.scenarios)
+    return opts.shard.take(chosen) if opts.shard else chosen
 
 
 def report_unobserved(run: Run, matrix: Matrix) -> None:

@@ -99,6 +99,19 @@ def test_out_under_a_regular_file(tmp_path: Path, box_dir: Path) -> None:
     assert f"--out {out}: {blocker} is not a directory" in line
 
 
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        ({"shard": "3/2"}, "--shard takes I/N"),
+        ({"shard": "1/2", "scenario": ["local-defaults"]}, "--shard deals out the whole plan"),
+        ({"shard": "1/2", "check": True}, "--check runs no scenario"),
+    ],
+)
+def test_a_bad_shard(tmp_path: Path, box_dir: Path, changes: dict[str, object], says: str) -> None:
+    line = usage_error(tmp_path, box_dir, local=True, dir=str(box_dir), **changes)
+    assert says in line
+
+
 def test_an_unknown_transport(tmp_path: Path, box_dir: Path) -> None:
     line = usage_error(tmp_path, box_dir, local=True, dir=str(box_dir), transport="mitogen")
     assert line == "gate: --transport: 'mitogen' is not one of persistent, exec"

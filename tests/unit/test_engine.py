@@ -22,7 +22,8 @@ from fakestack import FakeStack
 from gate.box import Kind
 from gate.cli import run_cli
 from gate.engine.run import Run
-from gate.options import Flag
+from gate.matrix import validate_matrix
+from gate.options import Flag, load_contract_file
 from gate.phases import Phase, register, unregister
 from gate.snapshot import BASELINE_CONFIG
 from gate.testing.double import Reply
@@ -586,3 +587,15 @@ def test_a_secret_use_that_does_not_apply_to_the_config_is_not_asked(tmp_path: P
     assert red.code == 1, red.console
     use = red.record("secrets: DASHBOARD_TOKEN in use in run/dashboard.json")
     assert (use["verdict"], use["observed"]) == ("fail", "file unreadable")
+
+
+def test_three_shards_walk_the_declared_matrix_once_between_them(
+    contract: Path, tmp_path: Path
+) -> None:
+    walked: list[str] = []
+    for index in (1, 2, 3):
+        run = gate(FakeStack(), contract, tmp_path / f"job{index}", shard=f"{index}/3")
+        assert run.code == 0, run.console
+        walked += sorted({c["scenario"] for c in run.summary["checks"] if c.get("scenario")})
+    declared = [s.name for s in validate_matrix(load_contract_file(contract).matrix).scenarios]
+    assert sorted(walked) == sorted(declared)
