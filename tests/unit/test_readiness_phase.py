@@ -459,7 +459,9 @@ def test_readiness_with_check_is_a_usage_error_touching_nothing(
 def test_readiness_runs_no_scenario(contract: Path, tmp_path: Path, flags: dict[str, Any]) -> None:
     stack = FakeStack()
     run = gate(stack, contract, tmp_path, **flags)
-    assert usage_line(run) == "gate: --readiness runs no scenario: drop --scenario/--keep/--recover"
+    assert usage_line(run) == (
+        "gate: --readiness runs no scenario: drop --scenario/--shard/--keep/--recover"
+    )
     assert stack.target.calls == []
 
 
