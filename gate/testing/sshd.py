@@ -133,13 +133,17 @@ class Sshd:
 
     def drop_links(self) -> None:
         """SIGKILL only the sshd processes (listener and sessions): every connection drops.
+        The listener is stopped first, so a client reconnecting at once (a persistent
+        channel notices the drop within milliseconds) cannot slip a new session in.
 
         The commands they ran are left to end on their own, as a real dropped link leaves
         them (a SIGKILLed login shell can leave a half-done dotfile step behind).
         """
         if self._process is None:
             return
-        for pid in [*_descendants(self._process.pid), self._process.pid]:
+        listener = self._process.pid
+        os.kill(listener, signal.SIGSTOP)  # first: no new session can start while we kill
+        for pid in [*_descendants(listener), listener]:
             if _command_name(pid).startswith("sshd"):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
