@@ -27,16 +27,22 @@ def notices() -> list[str]:
     return []
 
 
-@pytest.fixture
-def remote(sshd: Sshd, tmp_path: Path, notices: list[str]) -> Iterator[SSHTarget]:
-    target = SSHTarget(
+def ssh_to(sshd: Sshd, tmp_path: Path, *, persistent: bool = True) -> SSHTarget:
+    """A target on the loopback sshd that trusts only its known_hosts."""
+    return SSHTarget(
         sshd.host,
         port=sshd.port,
         user=sshd.user,
         identity=sshd.identity,
         known_hosts=sshd.known_hosts,
         user_known_hosts=tmp_path / "none",
+        persistent=persistent,
     )
+
+
+@pytest.fixture
+def remote(sshd: Sshd, tmp_path: Path, notices: list[str]) -> Iterator[SSHTarget]:
+    target = ssh_to(sshd, tmp_path)
     target.notice = notices.append
     with target:
         yield target
@@ -71,15 +77,7 @@ def test_commands_share_one_far_end_over_persistent_and_not_over_exec(
     remote: SSHTarget, sshd: Sshd, tmp_path: Path
 ) -> None:
     assert far_end(remote) == far_end(remote) == far_end(remote)
-    exec_target = SSHTarget(
-        sshd.host,
-        port=sshd.port,
-        user=sshd.user,
-        identity=sshd.identity,
-        known_hosts=sshd.known_hosts,
-        user_known_hosts=tmp_path / "none",
-        persistent=False,
-    )
+    exec_target = ssh_to(sshd, tmp_path, persistent=False)
     with exec_target:
         assert parent(exec_target)[1] == "sshd"
 
@@ -280,15 +278,7 @@ def test_what_a_boxtool_call_leaves_behind_is_taken_back(
 def test_commands_get_the_login_environment_not_the_far_ends(
     remote: SSHTarget, sshd: Sshd, tmp_path: Path
 ) -> None:
-    exec_target = SSHTarget(
-        sshd.host,
-        port=sshd.port,
-        user=sshd.user,
-        identity=sshd.identity,
-        known_hosts=sshd.known_hosts,
-        user_known_hosts=tmp_path / "none",
-        persistent=False,
-    )
+    exec_target = ssh_to(sshd, tmp_path, persistent=False)
     show = "env | grep -E '^(LC_|LANG|PYTHON)' | sort"
     with exec_target:
         assert remote.run(show, timeout=10).stdout == exec_target.run(show, timeout=10).stdout
