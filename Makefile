@@ -73,10 +73,20 @@ bench-growth: bootstrap sysdeps
 	$(PY) -m bench.scenario_growth $(if $(ROUNDS),--n $(ROUNDS)) \
 	  $(if $(GATE_ARGS),--gate-args="$(GATE_ARGS)")
 
-# The release is blocked unless the gate passes against the inventory's box.
+# The release: the tests, then the gate against the release box (GATE_HOST, an inventory
+# name) with the destructive phases as a blocking step; only when the gate exits 0 are the
+# sdist and wheel built (dist/) and the version tagged. RELEASE_TESTS=skip leaves the
+# tests out; GATE_ARGS adds gate flags (e.g. --local on the box itself).
+RELEASE_FLAGS := --lifecycle --fault-injection --safety-backup --strict
+VERSION = $(shell $(PY) -c "import tomllib; print(tomllib.load(open('pyproject.toml', 'rb'))['project']['version'])")
 release: bootstrap
-	$(BIN)/invoke gate --host $${GATE_HOST:?set GATE_HOST to an inventory name} --strict \
-	  $(if $(MATRIX),--matrix $(MATRIX))
+	@[ "$(RELEASE_TESTS)" = skip ] || $(MAKE) test
+	$(BIN)/invoke gate --host $${GATE_HOST:?set GATE_HOST to an inventory name} $(RELEASE_FLAGS) \
+	  $(if $(MATRIX),--matrix $(MATRIX)) $(GATE_ARGS)
+	$(BIN)/pip install --quiet build
+	$(PY) -m build --sdist --wheel --outdir dist .
+	git tag -a "v$(VERSION)" -m "gate $(VERSION): the gate passed on $(GATE_HOST)"
+	@echo "released v$(VERSION): dist/ holds the sdist and the wheel"
 
 clean:
-	rm -rf $(VENV) results boxes
+	rm -rf $(VENV) results boxes dist
