@@ -41,6 +41,7 @@ _KEYS = {
     "control": str,
     "known_hosts": str,
     "transport": str,
+    "reconnect_s": int,
     "requirements": dict,
 }
 
@@ -65,6 +66,8 @@ class HostSpec:
     requirements: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     local: bool = False
     transport: str = TRANSPORTS[0]
+    reconnect_s: int = 0
+    """How long a dropped link is retried before the run ends inconclusive (0: one try)."""
 
     def require_dir(self) -> str:
         """The stack dir, or a usage error saying how to give one."""
@@ -178,7 +181,14 @@ def load_inventory(name: str, inventory_dir: Path) -> HostSpec:
         known_hosts=_known_hosts(data.get("known_hosts"), inventory_dir),
         requirements=_requirements(data.get("requirements", {}), path),
         transport=check_transport(data.get("transport", TRANSPORTS[0]), f"{path}: transport"),
+        reconnect_s=_non_negative(data.get("reconnect_s", 0), f"{path}: reconnect_s"),
     )
+
+
+def _non_negative(value: int, where: str) -> int:
+    if value < 0:
+        raise UsageError(f"{where} must be 0 or more seconds, got {value}")
+    return value
 
 
 def check_transport(value: str, where: str) -> str:

@@ -33,6 +33,8 @@ from invoke.config import Config as InvokeConfig
 from invoke.context import Context as InvokeContext
 from invoke.exceptions import CommandTimedOut
 from invoke.runners import Local as _InvokeLocal
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay
+from tenacity.wait import wait_exponential
 
 from gate.channel import ChannelDown, NotSent, PersistentChannel
 from gate.errormap import LINK_ERRORS, connect_error, first_line, lost
@@ -51,6 +53,8 @@ STDIN_CHUNK = 64 * 1024
 MAX_CHANNEL_DEATHS = 3
 """A persistent channel that died this often is not reopened: the run stays on exec."""
 EXEC = "each command now gets a fresh SSH channel"
+RECONNECT_FIRST_S = 0.25
+"""The first pause between reconnect attempts; they double up to 5 s within the budget."""
 
 
 def quote(*parts: str) -> str:
@@ -279,8 +283,10 @@ class SSHTarget(Target):
         ssh_config: Path | None = None,
         user_known_hosts: Path = USER_KNOWN_HOSTS,
         persistent: bool = True,
+        reconnect_s: float = 0.0,
     ) -> None:
         self.persistent = persistent
+        self.reconnect_s = reconnect_s
         """Commands go over one persistent channel (gate/channel.py); False: exec per command."""
         self._channel: PersistentChannel | None = None
         self._channel_generation = -1
@@ -327,9 +333,21 @@ class SSHTarget(Target):
         return f"{self._connection.host}:{self._connection.port}"
 
     def open(self) -> None:
-        """Connect and authenticate; raises HostKeyError or Unreachable if that fails."""
+        """Connect and authenticate; raises HostKeyError or Unreachable if that fails.
+
+        A reconnect (the link was up before) keeps trying, backing off, for `reconnect_s`
+        seconds (the inventory's budget; 0: one try); the first connect never waits."""
         if self._connection.is_connected:
             return
+        budget = self.reconnect_s if self.generation else 0.0
+        Retrying(
+            stop=stop_after_delay(budget),
+            wait=wait_exponential(multiplier=RECONNECT_FIRST_S, min=RECONNECT_FIRST_S, max=5.0),
+            retry=retry_if_exception_type(Unreachable),
+            reraise=True,
+        )(self._open_once)
+
+    def _open_once(self) -> None:
         client = self._new_client()
         self._connection.client = client
         try:
@@ -469,4 +487,5 @@ def target_for(
         connect_timeout=connect_timeout,
         ssh_config=ssh_config,
         persistent=spec.transport == "persistent",
+        reconnect_s=spec.reconnect_s,
     )

@@ -215,6 +215,37 @@ def test_sshd_killed_mid_command_is_unreachable_then_reconnects(
     assert remote.run("echo again", timeout=10).stdout == "again\n"
 
 
+@pytest.mark.parametrize("persistent", [True, False], ids=["persistent", "exec"])
+def test_a_reconnect_keeps_trying_within_the_inventorys_budget(
+    sshd_factory: Callable[[], Sshd], tmp_path: Path, persistent: bool
+) -> None:
+    """sshd is down for about a second: a reconnect with a budget waits it out (a new
+    generation: the lock then re-proves itself); without one it is could-not-ask at once."""
+    server = sshd_factory()
+    patient = ssh_target(
+        server, server.known_hosts, tmp_path, persistent=persistent, reconnect_s=30
+    )
+    hasty = ssh_target(server, server.known_hosts, tmp_path, persistent=persistent)
+    assert patient.run("true", timeout=10).ok and hasty.run("true", timeout=10).ok
+    server.kill()
+    patient.close()
+    hasty.close()
+    with pytest.raises(Unreachable, match="cannot connect"):
+        hasty.open()
+    answers: list[Result] = []
+    # the reconnect runs in a thread: sshd must be started from this one (it dies with the
+    # thread that started it: PR_SET_PDEATHSIG)
+    reconnecting = threading.Thread(
+        target=lambda: answers.append(patient.run("echo b", timeout=10))
+    )
+    reconnecting.start()
+    time.sleep(1.0)  # the outage under test: sshd stays down about a second
+    server.start()
+    reconnecting.join(timeout=60)
+    assert [a.stdout for a in answers] == ["b\n"]
+    assert patient.generation == 2
+
+
 def test_connect_to_a_closed_port_raises_unreachable(tmp_path: Path) -> None:
     remote = SSHTarget("127.0.0.1", port=free_port(), user="root", known_hosts=tmp_path / "kh")
     with pytest.raises(Unreachable, match=r"cannot connect to 127\.0\.0\.1"):

@@ -27,6 +27,7 @@ dir = "/srv/stack"
 control = "sudo ./stackctl"
 known_hosts = "inventory/known_hosts"
 transport = "exec"
+reconnect_s = 90
 
 [requirements]
 remote_node_url = "http://10.0.0.5:18081"
@@ -77,6 +78,7 @@ def test_full_inventory_file_loads_every_field(inventory: Path) -> None:
         },
         local=False,
         transport="exec",
+        reconnect_s=90,
     )
 
 
@@ -231,6 +233,8 @@ def test_missing_named_file_names_the_file(inventory: Path) -> None:
         ('dir = "/s"\nhost = \n', "not valid TOML"),
         ('dir = "/s"\ndir = "/t"\n', "not valid TOML"),
         ('dir = "/s"\ntransport = "ssh"\n', "transport: 'ssh' is not one of persistent, exec"),
+        ('dir = "/s"\nreconnect_s = -1\n', "reconnect_s must be 0 or more seconds, got -1"),
+        ('dir = "/s"\nreconnect_s = "60"\n', "reconnect_s must be an integer"),
     ],
 )
 def test_invalid_inventory_files(inventory: Path, text: str, problem: str) -> None:
