@@ -18,6 +18,7 @@ is could-not-ask, and is never sent again.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from importlib import resources
@@ -191,4 +192,6 @@ class PersistentChannel:
         return "; ".join(p for p in parts if p) or "no reason given"
 
     def close(self) -> None:
-        self._channel.close()
+        """Close the channel; on a link that is already gone there is nothing to tell."""
+        with contextlib.suppress(*LINK_ERRORS):
+            self._channel.close()

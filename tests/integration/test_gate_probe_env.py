@@ -14,6 +14,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -58,15 +59,19 @@ class Sampler(threading.Thread):
         self.lines: set[str] = set()
         self.samples = 0
         self.seen = seen
+        self.started = self.finished = 0.0
+        """When the last sample began, and when the last finished sample had begun."""
         self._done = threading.Event()
 
     def run(self) -> None:
         while not self._done.is_set():
+            self.started = time.monotonic()
             out = subprocess.run(
                 ["ps", "-ww", "-eo", "args"], capture_output=True, text=True, check=False
             ).stdout
             self.lines.update(out.splitlines())
             self.samples += 1
+            self.finished = self.started
             if self.probe_lines():
                 self.seen.touch()
 
@@ -111,6 +116,8 @@ def test_a_command_probes_secret_is_in_no_process_argv(
         assert control.stdin is not None
         control.stdin.close()
         control.wait(timeout=30)
+    gone = time.monotonic()  # a sample begun before now may still add the control's line
+    wait_for("a sample begun after the control ended", lambda: sampler.finished > gone, bool)
     sampler.lines.clear()
 
     contract = tmp_path / "held_probe.py"
