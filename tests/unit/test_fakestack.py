@@ -34,6 +34,16 @@ from gate.snapshot import (
 from gate.testing.double import Reply, UnexpectedCommand
 
 FACTS = {"workers": "2"}
+
+
+def connected(stack: FakeStack) -> tuple[Box, dict[str, Any]]:
+    """A box on the fake with boxtool installed, and the config it reads."""
+    box = stack.connect()
+    cfg = read_config(box).value
+    assert cfg is not None
+    return box, cfg
+
+
 SERVICE_CHECKS = ("services: every expected service running", "services: no unexpected service")
 STATUS = "status: exit code 0"
 TIER = "api: pool tier matches pool.tier"
@@ -310,9 +320,7 @@ def test_a_link_drop_mid_battery_is_inconclusive_and_the_box_reconnects(
     make_stack: Callable[..., FakeStack],
 ) -> None:
     stack = make_stack()
-    box = stack.connect()
-    cfg = read_config(box).value
-    assert cfg is not None
+    box, cfg = connected(stack)
     reconnects: list[int] = []
     box.reconnected = lambda: reconnects.append(stack.target.generation)
     stack.defects.drop_at = len(stack.target.calls) + 1  # the status read, first of the batch
@@ -332,9 +340,7 @@ def test_a_link_that_never_comes_back_makes_every_later_check_inconclusive(
     make_stack: Callable[..., FakeStack],
 ) -> None:
     stack = make_stack()
-    box = stack.connect()
-    cfg = read_config(box).value
-    assert cfg is not None
+    box, cfg = connected(stack)
     stack.defects.drop_at, stack.defects.drop_for_good = len(stack.target.calls) + 1, True
     records = battery(box, cfg, FACTS)
     assert records and {r.verdict for r in records} == {Verdict.INCONCLUSIVE}
@@ -411,9 +417,7 @@ def test_readiness_asks_the_status_command_only_once_the_endpoints_answer(
     """Endpoints are cheap to poll (boxtool answers them itself); the stack's status
     command is its own program run, so it waits until they answer: one poll then asks it."""
     stack = make_stack()
-    box = stack.connect()
-    cfg = read_config(box).value
-    assert cfg is not None
+    box, cfg = connected(stack)
     refused = Reply(stdout=json.dumps({"code": None, "body": "", "error": "refused"}) + "\n")
     stack.target.once("boxtool.py http", refused)
     stack.target.once("boxtool.py http", refused)
@@ -430,9 +434,7 @@ def test_readiness_without_answering_endpoints_never_passes_on_status_alone(
     make_stack: Callable[..., FakeStack],
 ) -> None:
     stack = make_stack()
-    box = stack.connect()
-    cfg = read_config(box).value
-    assert cfg is not None
+    box, cfg = connected(stack)
     stack.target.on(
         "boxtool.py http", Reply(stdout=json.dumps({"code": None, "body": "", "error": "x"}))
     )
