@@ -209,7 +209,7 @@ class BoxLock:
             )
         if info.get("watchdog_s"):
             text += (
-                f" (if it left the box dirty, the on-box watchdog restores the box "
-                f"{info['watchdog_s']:g}s after that first)"
+                f"; if it left the box dirty, the on-box watchdog restores the box "
+                f"{info['watchdog_s']:g}s after that command and then lets go"
             )
         return text
