@@ -34,7 +34,7 @@ from gate.inventory import HostSpec, load_inventory_spec, local_spec, resolve_ho
 from gate.lock import BoxLock, lock_grace
 from gate.matrix import validate_matrix
 from gate.observe import read_config
-from gate.options import Options, load_contract_file
+from gate.options import ContractFile, Options, load_contract_file
 from gate.phases import Phase, select
 from gate.phases.safety_backup import remove_archive, rollback
 from gate.recovery import recover
@@ -67,13 +67,7 @@ def main(
     redactor = Redactor()
     console = Console(redactor, stream)
     try:
-        contract_file = load_contract_file(opts.matrix_file)
-        check_declarations(contract_file.contract, opts.matrix_file)
-        phases = tuple(select(opts))
-        if any(p.flag is None for p in phases) and not opts.recover:
-            validate_matrix(contract_file.matrix).select(opts.scenarios)
-        host = resolve(opts, contract_file.contract)
-        grace = lock_grace()
+        contract_file, phases, host, grace = prepare(opts)
     except UsageError as exc:
         console.line(f"gate: {exc}", "bold red")
         return ExitCode.USAGE
@@ -83,6 +77,19 @@ def main(
     ctx = RunContext(opts, contract_file, host, new_run_id(), phases, grace)
     run = Run(ctx, console, Artifacts(opts.out, ctx.run_id, redactor), guard)
     return Engine(run, target).execute()
+
+
+def prepare(opts: Options) -> tuple[ContractFile, tuple[Phase, ...], HostSpec, float]:
+    """Everything a run checks before it touches a box (the contract file, the phases, the
+    scenarios, the host, the lock grace); a UsageError names the first problem. A fleet
+    (gate/fleet/) calls it for every box before it starts any."""
+    contract_file = load_contract_file(opts.matrix_file)
+    check_declarations(contract_file.contract, opts.matrix_file)
+    phases = tuple(select(opts))
+    if any(p.flag is None for p in phases) and not opts.recover:
+        validate_matrix(contract_file.matrix).select(opts.scenarios)
+    host = resolve(opts, contract_file.contract)
+    return contract_file, phases, host, lock_grace()
 
 
 def resolve(opts: Options, contract: StackContract) -> HostSpec:
