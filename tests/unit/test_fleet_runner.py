@@ -156,7 +156,7 @@ def test_a_box_run_gets_every_flag_but_the_fleets_own() -> None:
     rest = words[4:]
     assert "--json" not in rest and "--summary-md" not in rest and "--keep" not in rest
     assert rest.count("--fact") == 2 and "workers=2" in rest and "x=y" in rest
-    assert ["--matrix", "m.py"] == rest[rest.index("--matrix") : rest.index("--matrix") + 2]
+    assert rest[rest.index("--matrix") : rest.index("--matrix") + 2] == ["--matrix", "m.py"]
     assert "--check" in rest
 
 
