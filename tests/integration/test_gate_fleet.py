@@ -5,12 +5,22 @@ own box, and the fleet's exit code is the worst of theirs."""
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import Box, GateRun, run_gate, write_inventory
+from harness import (
+    Box,
+    GateRun,
+    assert_restored,
+    config_and_secret_hashes,
+    run_gate,
+    start_gate,
+    wait_for,
+    write_inventory,
+)
 
 from gate.testing.sshd import Sshd, free_port
 
@@ -82,3 +92,46 @@ def test_a_fleet_reports_every_box_and_ends_with_the_worst_code(
         .read_text()
         .startswith("## gate fleet: inconclusive (exit 3)")
     )
+
+
+APPLIED = "stackctl apply -y"
+
+
+def applied_on(out: Path) -> set[str]:
+    """The boxes whose run (results/<fleet>/<box>/<run>/) has applied a scenario's config."""
+    found = set()
+    for events in out.glob("*/*/*/events.jsonl"):
+        if any(APPLIED in json.loads(line)["command"] for line in events.read_text().splitlines()):
+            found.add(events.parent.parent.name)
+    return found
+
+
+def test_a_ctrl_c_reaches_every_box_and_each_is_restored(
+    sshd_factory: Callable[[], Sshd], make_stack_box: Callable[..., Box], tmp_path: Path
+) -> None:
+    inventory = tmp_path / "inventory"
+    boxes = {"a": make_stack_box("a"), "b": make_stack_box("b")}
+    for name, box in boxes.items():
+        write_inventory(inventory, name, dir=str(box.path), **sshd_factory().inventory_fields())
+    before = {name: config_and_secret_hashes(box) for name, box in boxes.items()}
+    out = tmp_path / "results"
+    flags = ("--host", "a,b", "--inventory", str(inventory), "--scenario", "nano-cache-lan")
+    fleet = start_gate(*flags, out=out)
+    try:
+        wait_for("both boxes mid-scenario", lambda: applied_on(out), lambda s: s == {"a", "b"},
+                 timeout=120)  # fmt: skip
+        fleet.send_signal(signal.SIGINT)
+        code = fleet.wait(timeout=300)
+    finally:
+        if fleet.poll() is None:
+            fleet.kill()
+    run = GateRun(code, (out.parent / f"{out.name}-console.txt").read_text(), out)
+    assert code == 130, run.output
+    assert "fleet: SIGINT: forwarded to 2 running box run(s)" in run.output
+    for name, box in boxes.items():
+        row = rows(run)[name]
+        assert row["exit_code"] == 130, row
+        summary, _ = box_run(row)
+        proof = {c["name"]: c["verdict"] for c in summary["checks"] if c["phase"] == "restore"}
+        assert proof.get("restore: config bytes identical") == "pass", (name, proof)
+        assert_restored(box, before[name])
