@@ -245,5 +245,10 @@ def run_fleet(
         return child_flags(raw, flags, entry, out)
 
     console = Console(Redactor(), stream)
+    guard = process_guard()
+    if guard.first is not None:  # a Ctrl-C while gate was starting: no box run begins
+        guard.uninstall()
+        console.line(f"gate: {Interrupted(guard.first)} before the fleet began: nothing touched")
+        return Interrupted(guard.first).exit_code
     run = FleetRun(opts, fleet, console, launch or gate_launch(opts.program), for_box)
     return run.execute()

@@ -19,6 +19,7 @@ from gate.errors import ExitCode
 from gate.fleet.hosts import Fleet, FleetBox
 from gate.fleet.runner import child_flags, gate_launch, run_fleet
 from gate.options import Options
+from gate.signals import process_guard
 
 CHILD = Path(__file__).with_name("fleetchild.py")
 
@@ -163,3 +164,18 @@ def test_a_box_run_gets_every_flag_but_the_fleets_own() -> None:
 def test_a_box_run_is_started_the_way_the_user_started_gate() -> None:
     assert gate_launch("invoke gate")(["--check"])[1:] == ["-m", "invoke", "gate", "--check"]
     assert gate_launch("gate")(["--check"])[1:] == ["-m", "gate.cli.script", "--check"]
+
+
+def test_a_signal_before_the_fleet_began_starts_no_box_run(tmp_path: Path) -> None:
+    guard = process_guard()
+    guard.received.append(signal.SIGINT)
+    try:
+        stream = io.StringIO()
+        options = Options(host="green,red", out=tmp_path / "results")
+        code = run_fleet(options, {"check": True}, fleet("green", "red"), stream, launch)
+    finally:
+        guard.uninstall()
+        guard.received.clear()
+    assert code == ExitCode.SIGINT
+    assert "before the fleet began: nothing touched" in stream.getvalue()
+    assert not (tmp_path / "results").exists()
