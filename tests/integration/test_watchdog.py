@@ -7,7 +7,6 @@ Every wait is on the box's own journal; the runner is killed on its own events.j
 from __future__ import annotations
 
 import json
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,14 +16,12 @@ from conftest import ssh_args
 from harness import (
     EXTRA_ENV,
     Box,
-    GateRun,
     assert_restored,
     config_and_secret_hashes,
     gate_state,
+    killed_after,
     run_gate,
-    start_gate,
     wait_for,
-    wait_for_event,
 )
 
 from gate.testing.sshd import Sshd
@@ -52,20 +49,6 @@ def journal(box: Box) -> list[dict[str, Any]]:
 
 def events_of(box: Box, run_id: str) -> list[str]:
     return [e["event"] for e in journal(box) if e["run_id"] == run_id]
-
-
-def killed_after(flags: list[str], needle: str, out: Path) -> str:
-    """Start a run, SIGKILL it once `needle` ran on the box; the dead run's id."""
-    proc = start_gate(*flags, out=out)
-    try:
-        wait_for_event(out, needle)
-        proc.kill()
-        assert proc.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return GateRun(-signal.SIGKILL, "", out).run_dir.name
 
 
 def watchdog_done(box: Box, run_id: str) -> list[str]:
