@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from gate import boxtool
+from gate.engine.run import RunContext
 from gate.errors import UsageError
 from gate.inventory import DEFAULT_WATCHDOG_S, HostSpec, load_inventory
+from gate.options import ContractFile, Options
 from gate.watchdog import said, watchdog_limit
 
 CANARY = "canary-secret-9d41c07a"
@@ -130,3 +132,22 @@ def test_the_next_run_is_told_what_the_watchdog_did() -> None:
     failed = {"state": "dirty", "run_id": "r1", "watchdog": "apply exited 2"}
     assert said(failed).endswith("could not prove its restore of run r1's box: apply exited 2")
     assert said({"state": "clean", "run_id": "r1", "phase": "restored"}) == ""
+
+
+class Mutating:
+    """A phase as RunContext sees it: one that changes the box."""
+
+    mutates = True
+
+
+def context(**opts: Any) -> RunContext:
+    phases: Any = (Mutating(),)
+    contract = cast(ContractFile, None)  # the watchdog's limit does not read the contract
+    return RunContext(Options(**opts), contract, HostSpec("b", "b"), "r1", phases, 1.0, 30.0)
+
+
+def test_only_a_mutating_run_that_restores_arms_the_watchdog() -> None:
+    assert context().watchdog == 30.0
+    assert context(recover=True).watchdog == 0.0
+    # --keep leaves the box on its last scenario on purpose: no watchdog may undo that
+    assert context(keep=True).watchdog == 0.0
