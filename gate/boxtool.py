@@ -637,8 +637,22 @@ def detach(keep: tuple[int, ...]) -> None:
         os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, 65536)
-    for signum in (signal.SIGHUP, signal.SIGPIPE, signal.SIGINT):
+    for signum in DETACHED_IGNORES:
         signal.signal(signum, signal.SIG_IGN)
+
+
+DETACHED_IGNORES = (signal.SIGHUP, signal.SIGPIPE, signal.SIGINT)
+"""What a detached holder ignores (and, for its own wait, SIGUSR1 it blocks)."""
+
+
+def default_signals() -> None:
+    """In a child of the holder, before exec: the signals it ignores and blocks back to
+    their defaults. An ignored signal survives exec, so a service the watchdog (re)starts
+    would otherwise never see a SIGHUP reload or a SIGINT stop (a shell cannot even trap
+    one ignored on entry), unlike the same service started by the runner."""
+    for signum in DETACHED_IGNORES:
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
 def run_lives(run_id: str) -> bool:
@@ -748,6 +762,7 @@ def run_quietly(command: str, timeout: float) -> int:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=default_signals,  # safe: the holder runs no other thread
         )
     except OSError:
         return 127

@@ -7,6 +7,9 @@ tests/integration/test_watchdog.py; here, on files in a temp stack dir, the deci
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, cast
 
@@ -151,3 +154,19 @@ def test_only_a_mutating_run_that_restores_arms_the_watchdog() -> None:
     assert context(recover=True).watchdog == 0.0
     # --keep leaves the box on its last scenario on purpose: no watchdog may undo that
     assert context(keep=True).watchdog == 0.0
+
+
+def test_what_the_watchdog_starts_gets_default_signals_not_the_holders(tmp_path: Path) -> None:
+    """The holder ignores SIGHUP/SIGINT and blocks SIGUSR1 for itself; a service its apply
+    or repair (re)starts must not inherit that (a SIGHUP reload, a SIGUSR1 log reopen)."""
+    seen = tmp_path / "status"
+    holder = (
+        "import signal, sys; from gate import boxtool; boxtool.detach(keep=());"
+        "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1});"
+        f"sys.exit(boxtool.run_quietly('cat /proc/self/status > {seen}', 10))"
+    )
+    assert subprocess.run([sys.executable, "-c", holder], timeout=30).returncode == 0
+    masks = dict(line.split(":\t") for line in seen.read_text().splitlines() if ":\t" in line)
+    blocked, ignored = int(masks["SigBlk"], 16), int(masks["SigIgn"], 16)
+    for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGUSR1):
+        assert not (blocked | ignored) & (1 << (signum - 1)), (signum.name, masks)
