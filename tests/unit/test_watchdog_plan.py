@@ -7,9 +7,11 @@ tests/integration/test_watchdog.py; here, on files in a temp stack dir, the deci
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -170,3 +172,46 @@ def test_what_the_watchdog_starts_gets_default_signals_not_the_holders(tmp_path:
     blocked, ignored = int(masks["SigBlk"], 16), int(masks["SigIgn"], 16)
     for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGUSR1):
         assert not (blocked | ignored) & (1 << (signum - 1)), (signum.name, masks)
+
+
+def in_flight(stack: Path, spec: str | None) -> subprocess.Popen[bytes]:
+    """A gate command in flight on the box, as Box.run sends it (GATE_SPEC names its run's
+    spec; none: an older gate's command), until the file `go` appears."""
+    env = {k: v for k, v in os.environ.items() if k != "GATE_SPEC"}
+    if spec is not None:
+        env["GATE_SPEC"] = spec
+    waits = f"while [ ! -e {stack / 'go'} ]; do sleep 0.05; done"
+    return subprocess.Popen(
+        [sys.executable, boxtool.__file__, "exec", "60", waits], cwd=stack, env=env
+    )
+
+
+def registered(stack: Path, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while sum(len(files) for _, _, files in os.walk(stack / ".gate" / "inflight")) < count:
+        assert time.monotonic() < deadline, "the commands never registered in flight"
+        time.sleep(0.05)  # sleep-ok: polls the in-flight records to a deadline
+
+
+def test_another_runs_command_in_flight_does_not_keep_a_silent_runs_lock(stack: Path) -> None:
+    """Runs refused at the lock still run their preflight on the box: retried often enough,
+    they kept a dead run's lock (and its watchdog) waiting forever."""
+    spec = json.dumps(plan_for("r1")["spec"])
+    for name in ("spec-r1.json", "spec-r2.json", "spec.json"):
+        (stack / ".gate" / name).write_text(spec)
+    other = in_flight(stack, ".gate/spec-r2.json")
+    try:
+        registered(stack, 1)
+        assert not boxtool.run_lives("r1")
+        assert boxtool.run_lives("r2")
+        assert boxtool.cmd_quiesce({}, ["0"]) == 1  # a reconnected run still waits for all
+        unknown = in_flight(stack, None)
+        try:
+            registered(stack, 2)
+            assert boxtool.run_lives("r1")  # a command of no known run counts for every run
+        finally:
+            (stack / "go").touch()
+            assert unknown.wait(timeout=30) == 0
+    finally:
+        (stack / "go").touch()
+        assert other.wait(timeout=30) == 0
