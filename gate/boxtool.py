@@ -637,13 +637,49 @@ def detach(keep: tuple[int, ...]) -> None:
         os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, 65536)
-    for signum in (signal.SIGHUP, signal.SIGPIPE, signal.SIGINT):
+    for signum in DETACHED_IGNORES:
         signal.signal(signum, signal.SIG_IGN)
 
 
+DETACHED_IGNORES = (signal.SIGHUP, signal.SIGPIPE, signal.SIGINT)
+"""What a detached holder ignores (and, for its own wait, SIGUSR1 it blocks)."""
+
+
+def default_signals() -> None:
+    """In a child of the holder, before exec: the signals it ignores and blocks back to
+    their defaults. An ignored signal survives exec, so a service the watchdog (re)starts
+    would otherwise never see a SIGHUP reload or a SIGINT stop (a shell cannot even trap
+    one ignored on entry), unlike the same service started by the runner."""
+    for signum in DETACHED_IGNORES:
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
 def run_lives(run_id: str) -> bool:
-    """A lifeline of the run, or any gate command, is still running on this box."""
-    return any_alive(run_dir(run_id)) or any_alive(INFLIGHT)
+    """A lifeline of the run, or a gate command of this run (or of no known run), is still
+    running on this box. Another run's commands do not count: runs refused at the lock
+    still run their preflight here, and retried often enough they kept a dead run's lock,
+    and its watchdog, waiting for ever."""
+    mine = os.path.join(INFLIGHT, run_id)
+    return any_alive(run_dir(run_id)) or any_alive(INFLIGHT) or any_alive(mine)
+
+
+def inflight_dir() -> str:
+    """Where this command is recorded while it runs: under its run's id when its spec names
+    the run (gate/box.py: `.gate/spec-RUN_ID.json`), else in .gate/inflight/ itself."""
+    name = os.path.basename(os.environ.get("GATE_SPEC", ""))
+    run_id = name.removeprefix("spec-").removesuffix(".json")
+    known = name == f"spec-{run_id}.json" and _RUN_ID.fullmatch(run_id)
+    return os.path.join(INFLIGHT, run_id) if known else INFLIGHT
+
+
+def any_in_flight() -> bool:
+    """Whether any gate command, of any run, is still running on this box."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(INFLIGHT):
+            if not name.isdigit() and any_alive(os.path.join(INFLIGHT, name)):
+                return True
+    return any_alive(INFLIGHT)
 
 
 def serve(run_id: str, grace: float, watchdog: float) -> bool:
@@ -748,6 +784,7 @@ def run_quietly(command: str, timeout: float) -> int:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=default_signals,  # safe: the holder runs no other thread
         )
     except OSError:
         return 127
@@ -951,7 +988,7 @@ def dispatch(name: str, spec: dict[str, Any], args: list[str]) -> int:
         return COMMANDS[name](spec, args)
     record = ""
     with contextlib.suppress(OSError):
-        record = register(INFLIGHT, os.getpid())
+        record = register(inflight_dir(), os.getpid())
     try:
         return COMMANDS[name](spec, args)
     finally:
@@ -963,7 +1000,7 @@ def cmd_quiesce(_spec: dict[str, Any], args: list[str]) -> int:
     """Wait (up to TIMEOUT s) until no gate command is in flight here: after a reconnect, a
     command the dropped link left running (an apply) must end before the run acts again."""
     deadline = time.monotonic() + float(args[0])
-    while any_alive(INFLIGHT):
+    while any_in_flight():
         if time.monotonic() >= deadline:
             print("busy", flush=True)
             return 1

@@ -49,8 +49,10 @@ class RunContext:
 
     @property
     def watchdog(self) -> float:
-        """The watchdog limit this run's lock carries: only a mutating run arms one."""
-        return self.watchdog_s if self.mutates and not self.opts.recover else 0.0
+        """The watchdog limit this run's lock carries: only a mutating run that restores
+        arms one (`--keep` leaves the box on its last scenario on purpose; `--recover`)."""
+        restores = self.mutates and not (self.opts.recover or self.opts.keep)
+        return self.watchdog_s if restores else 0.0
 
 
 class Run:

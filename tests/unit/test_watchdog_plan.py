@@ -7,14 +7,21 @@ tests/integration/test_watchdog.py; here, on files in a temp stack dir, the deci
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from gate import boxtool
+from gate.engine.run import RunContext
 from gate.errors import UsageError
 from gate.inventory import DEFAULT_WATCHDOG_S, HostSpec, load_inventory
+from gate.options import ContractFile, Options
 from gate.watchdog import said, watchdog_limit
 
 CANARY = "canary-secret-9d41c07a"
@@ -130,3 +137,81 @@ def test_the_next_run_is_told_what_the_watchdog_did() -> None:
     failed = {"state": "dirty", "run_id": "r1", "watchdog": "apply exited 2"}
     assert said(failed).endswith("could not prove its restore of run r1's box: apply exited 2")
     assert said({"state": "clean", "run_id": "r1", "phase": "restored"}) == ""
+
+
+class Mutating:
+    """A phase as RunContext sees it: one that changes the box."""
+
+    mutates = True
+
+
+def context(**opts: Any) -> RunContext:
+    phases: Any = (Mutating(),)
+    contract = cast(ContractFile, None)  # the watchdog's limit does not read the contract
+    return RunContext(Options(**opts), contract, HostSpec("b", "b"), "r1", phases, 1.0, 30.0)
+
+
+def test_only_a_mutating_run_that_restores_arms_the_watchdog() -> None:
+    assert context().watchdog == 30.0
+    assert context(recover=True).watchdog == 0.0
+    # --keep leaves the box on its last scenario on purpose: no watchdog may undo that
+    assert context(keep=True).watchdog == 0.0
+
+
+def test_what_the_watchdog_starts_gets_default_signals_not_the_holders(tmp_path: Path) -> None:
+    """The holder ignores SIGHUP/SIGINT and blocks SIGUSR1 for itself; a service its apply
+    or repair (re)starts must not inherit that (a SIGHUP reload, a SIGUSR1 log reopen)."""
+    seen = tmp_path / "status"
+    holder = (
+        "import signal, sys; from gate import boxtool; boxtool.detach(keep=());"
+        "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1});"
+        f"sys.exit(boxtool.run_quietly('cat /proc/self/status > {seen}', 10))"
+    )
+    assert subprocess.run([sys.executable, "-c", holder], timeout=30).returncode == 0
+    masks = dict(line.split(":\t") for line in seen.read_text().splitlines() if ":\t" in line)
+    blocked, ignored = int(masks["SigBlk"], 16), int(masks["SigIgn"], 16)
+    for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGUSR1):
+        assert not (blocked | ignored) & (1 << (signum - 1)), (signum.name, masks)
+
+
+def in_flight(stack: Path, spec: str | None) -> subprocess.Popen[bytes]:
+    """A gate command in flight on the box, as Box.run sends it (GATE_SPEC names its run's
+    spec; none: an older gate's command), until the file `go` appears."""
+    env = {k: v for k, v in os.environ.items() if k != "GATE_SPEC"}
+    if spec is not None:
+        env["GATE_SPEC"] = spec
+    waits = f"while [ ! -e {stack / 'go'} ]; do sleep 0.05; done"
+    return subprocess.Popen(
+        [sys.executable, boxtool.__file__, "exec", "60", waits], cwd=stack, env=env
+    )
+
+
+def registered(stack: Path, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while sum(len(files) for _, _, files in os.walk(stack / ".gate" / "inflight")) < count:
+        assert time.monotonic() < deadline, "the commands never registered in flight"
+        time.sleep(0.05)  # sleep-ok: polls the in-flight records to a deadline
+
+
+def test_another_runs_command_in_flight_does_not_keep_a_silent_runs_lock(stack: Path) -> None:
+    """Runs refused at the lock still run their preflight on the box: retried often enough,
+    they kept a dead run's lock (and its watchdog) waiting forever."""
+    spec = json.dumps(plan_for("r1")["spec"])
+    for name in ("spec-r1.json", "spec-r2.json", "spec.json"):
+        (stack / ".gate" / name).write_text(spec)
+    other = in_flight(stack, ".gate/spec-r2.json")
+    try:
+        registered(stack, 1)
+        assert not boxtool.run_lives("r1")
+        assert boxtool.run_lives("r2")
+        assert boxtool.cmd_quiesce({}, ["0"]) == 1  # a reconnected run still waits for all
+        unknown = in_flight(stack, None)
+        try:
+            registered(stack, 2)
+            assert boxtool.run_lives("r1")  # a command of no known run counts for every run
+        finally:
+            (stack / "go").touch()
+            assert unknown.wait(timeout=30) == 0
+    finally:
+        (stack / "go").touch()
+        assert other.wait(timeout=30) == 0
