@@ -90,12 +90,14 @@ def write_state(box: Box, state: str, run_id: str, **details: Any) -> None:
 
 
 def store_baseline(box: Box, baseline: Baseline) -> None:
-    """Keep the baseline on the box: the exact config bytes, and the record beside them."""
+    """Keep the baseline on the box: the exact config bytes, and the record beside them.
+
+    The copy keeps the file's mode, owner and times (`cp -p`), so the restore's `cp -p`
+    puts those back too; the 0700 dir is what keeps it private."""
     cfg = quote(box.contract.config.path)
     answered(
         box.run(
-            f"mkdir -p {BASELINE_DIR} && chmod 700 {BASELINE_DIR} && "
-            f"cp -p {cfg} {BASELINE_CONFIG} && chmod 600 {BASELINE_CONFIG}",
+            f"mkdir -p {BASELINE_DIR} && chmod 700 {BASELINE_DIR} && cp -p {cfg} {BASELINE_CONFIG}",
             kind=Kind.BOOKKEEPING,
         )
     )

@@ -167,9 +167,14 @@ def wait_for_event(out: Path, needle: str, timeout: float = 120) -> dict[str, An
 
 
 def config_and_secret_hashes(box: Box) -> dict[str, str]:
-    """What 'restored' means on disk: config.json, .env and the secret files, by hash."""
+    """What 'restored' means on disk: config.json, .env and the secret files, by hash and
+    permission bits (a restore that tightens a file's mode did not put it back)."""
     paths = [box.path / "config.json", box.path / ".env", *sorted((box.path / "secrets").glob("*"))]
-    return {str(p.relative_to(box.path)): file_hash(p) for p in paths if p.is_file()}
+    return {
+        str(p.relative_to(box.path)): f"{file_hash(p)} {p.stat().st_mode & 0o7777:04o}"
+        for p in paths
+        if p.is_file()
+    }
 
 
 def until(deadline_s: float) -> float:
