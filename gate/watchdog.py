@@ -37,7 +37,12 @@ RESTORED = "watchdog-restored"
 
 
 def watchdog_limit(host: HostSpec, environ: Mapping[str, str] = os.environ) -> float:
-    """$GATE_WATCHDOG_S if set (a one-off, or tests), else the inventory's `watchdog_s`."""
+    """$GATE_WATCHDOG_S if set (a one-off, or tests), else the inventory's `watchdog_s`;
+    longer than the reconnect budget, or off."""
+    return check_limits(host, _limit(host, environ))
+
+
+def _limit(host: HostSpec, environ: Mapping[str, str]) -> float:
     raw = environ.get(WATCHDOG_ENV, "").strip()
     if not raw:
         return float(host.watchdog_s)
@@ -47,6 +52,17 @@ def watchdog_limit(host: HostSpec, environ: Mapping[str, str] = os.environ) -> f
         limit = -1.0
     if not 0 <= limit <= MAX_WATCHDOG_S:
         raise UsageError(f"{WATCHDOG_ENV}={raw!r}: give seconds, 0 (off) to 86400")
+    return limit
+
+
+def check_limits(host: HostSpec, limit: float) -> float:
+    """The watchdog must not act while the runner may still reconnect: a runner that comes
+    back would find its lock gone and the box restored under it."""
+    if limit and limit <= host.reconnect_s:
+        raise UsageError(
+            f"{host.name}: the watchdog ({limit:g}s) would act while the run may still "
+            f"reconnect (reconnect_s = {host.reconnect_s}): make watchdog_s longer, or 0 (off)"
+        )
     return limit
 
 

@@ -215,3 +215,11 @@ def test_another_runs_command_in_flight_does_not_keep_a_silent_runs_lock(stack: 
     finally:
         (stack / "go").touch()
         assert other.wait(timeout=30) == 0
+
+
+def test_a_watchdog_that_would_act_within_the_reconnect_budget_is_refused() -> None:
+    host = HostSpec(name="box", host="box", reconnect_s=120, watchdog_s=60)
+    with pytest.raises(UsageError, match=r"box: the watchdog \(60s\) would act while"):
+        watchdog_limit(host, {})
+    assert watchdog_limit(host, {"GATE_WATCHDOG_S": "0"}) == 0.0  # off is always allowed
+    assert watchdog_limit(host, {"GATE_WATCHDOG_S": "121"}) == 121.0
