@@ -991,6 +991,9 @@ def dispatch(name: str, spec: dict[str, Any], args: list[str]) -> int:
         record = register(inflight_dir(), os.getpid())
     try:
         return COMMANDS[name](spec, args)
+    except Exception as exc:  # a box that answers garbage: one line for the runner, no trace
+        print(f"boxtool {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     finally:
         if record:
             unlink_quietly(record)

@@ -294,3 +294,14 @@ def test_exec_gives_a_command_killed_by_a_signal_the_shells_code(
     exit would wrap (SIGHUP's -1 would even read as ssh's own failure, 255)."""
     assert boxtool.main(["exec", "10", "kill -HUP $$"]) == 129
     assert boxtool.main(["exec", "10", "kill -TERM $$"]) == 143
+
+
+def test_a_config_that_is_not_json_is_one_line_not_a_traceback(
+    stack: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (stack / "config.json").write_text("")  # e.g. emptied by a copy cut short
+    assert boxtool.main(["config"]) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "boxtool config: JSONDecodeError: Expecting value: line 1 column 1 (char 0)"
+    ], err
