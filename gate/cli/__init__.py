@@ -15,6 +15,7 @@ from gate.cli.flags import options_from
 from gate.cli.listing import list_plan
 from gate.cli.report_cmd import compare_runs
 from gate.cli.validation import validate
+from gate.detach.checks import check_flags
 from gate.engine.engine import TargetFactory, default_target, main
 from gate.errors import ExitCode, UsageError
 from gate.redact import Redactor
@@ -34,8 +35,13 @@ def run_cli(
             return list_plan(opts, sys.stdout)
         if opts.compare:
             return compare_runs(opts.compare, sys.stdout)
+        detached = check_flags(opts)  # --detach/--attach/--stop first: their lines say more
         validate(opts)
     except UsageError as exc:
         Console(Redactor(), stream).line(f"gate: {exc}", "bold red")
         return ExitCode.USAGE
+    if detached is not None:  # --detach / --attach / --stop: gate/detach/
+        from gate.detach.verbs import run_verb
+
+        return run_verb(detached, opts, stream)
     return main(opts, stream, target)
