@@ -242,6 +242,7 @@ class Job:
                 )
                 self.fetch(follower, stopped)
                 return ExitCode.DIRTY
+            self.console.line(f"  {', '.join(stopped['signals']) or 'no signal'} sent; it ended")
         else:
             self.console.phase("already ended", f"detached run {run_id}")
         return self.follow(follower)
