@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -135,6 +136,7 @@ def test_stop_ends_a_detached_run_which_restores_the_box(
     follower = Running([*flags, "--detach", *SCENARIOS, *more], tmp_path / "detached")
     try:
         wait_for_heartbeat(follower, "scenario local-defaults")
+        second = run_gate(*flags, "--detach", "--check", out=tmp_path / "second")
         stopped = run_gate(*flags, "--stop", out=tmp_path / "stopped")
         followed = follower.finish(timeout=120)
     finally:
@@ -147,7 +149,40 @@ def test_stop_ends_a_detached_run_which_restores_the_box(
     assert "nano-cache-lan" not in scenarios, "the run was not stopped mid-way"
     assert_restore_proven(stopped)
     assert_restored(box, before)
-    assert canary not in everything(stopped, followed)
+    assert second.code == 75 and "is still running on the box" in second.output, second.output
+    # the box is free again: a detached --check reuses the venv the first --detach left
+    checked = run_gate(*flags, "--detach", "--check", out=tmp_path / "checked")
+    assert checked.code == 0, checked.output
+    assert "reused (same gate" in checked.output and "wheelhouse" not in checked.output
+    assert checked.summary["mode"] == "check"
+    assert canary not in everything(stopped, followed, second, checked)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_only_the_following_and_attach_follows_the_run_to_its_end(
+    sshd_factory: Callable[[], Sshd], make_stack_box: Callable[..., Box], tmp_path: Path
+) -> None:
+    server = sshd_factory()
+    box = make_stack_box()
+    before = config_and_secret_hashes(box)
+    flags = ssh_args(server, box, tmp_path / "inventory")
+    follower = Running([*flags, "--detach", *SCENARIOS], tmp_path / "detached")
+    try:
+        wait_for_heartbeat(follower, "scenario local-defaults")
+        follower.signal(signal.SIGINT)
+        left = follower.finish(timeout=60)
+    finally:
+        follower.stop()
+    run_dir = detached_dir(box)
+    assert not (run_dir / "exit").exists(), "the run had ended before the Ctrl-C"
+    assert left.code == 130, left.output
+    assert "stopped following" in left.output and "--stop" in left.output, left.output
+    attached = run_gate(*flags, "--attach", out=tmp_path / "attached")
+    assert attached.code == 0, attached.output
+    assert "== attached: detached run" in attached.output and "heartbeat" in attached.output
+    assert (run_dir / "exit").read_text() == "0\n"
+    assert attached.summary["verdict"] == "passed"
+    assert_restored(box, before)
 
 
 def test_attach_and_stop_with_no_detached_run_are_one_line_and_exit_2(
