@@ -72,6 +72,14 @@ class BoxLink:
             raise HelperFailed(f"{verb}: {answer['error']}")
         return answer
 
+    def mkdir(self, path: str) -> None:
+        """`mkdir -p` on the box, private (umask 077)."""
+        result = self.target.run(f"umask 077 && mkdir -p {quote(path)}", timeout=30)
+        if result.outcome is Outcome.UNREACHABLE:
+            raise Unreachable(f"could not make {path} on the box: {result.reason}")
+        if result.exit_code != 0:
+            raise PreflightError(f"cannot make {path} on the box: {result.stderr.strip()}")
+
     def put_text(self, path: str, text: str) -> None:
         """A private file (0600) on the box, written whole then renamed into place."""
         script = f"umask 077 && cat > {quote(path + '.tmp')} && mv {quote(path + '.tmp')} " + quote(

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from gate.artifacts import new_run_id
 from gate.detach import checks
-from gate.detach.boxside import DETACHED, NONE, RUNNING
+from gate.detach.boxside import DETACHED, ENDED, NONE, RUNNING
 from gate.detach.follow import Follower, print_json, render_views
 from gate.detach.link import BoxLink, HelperFailed
 from gate.detach.onbox import CONTRACT_NAME, INVENTORY_NAME, inventory_toml, onbox_argv
@@ -141,11 +141,11 @@ class Job:
     def detach(self, link: BoxLink, host: HostSpec, contract: str, root: Path, key: str) -> None:
         prepared = link.call("prepare", host.dir, key)
         link.stack = prepared["stack"]
-        self.refuse(prepared, key)
+        self.refuse(prepared)
         venv = self.venv(link, prepared, root, key)
         run_dir = f"{link.stack}/{DETACHED}/{new_run_id()}"
         self.guard.checkpoint()
-        self.mkdir(link, f"{run_dir}/inventory")
+        link.mkdir(f"{run_dir}/inventory")
         link.put_text(f"{run_dir}/{CONTRACT_NAME}", contract)
         inventory = inventory_toml(host, link.stack, self.opts.facts)
         link.put_text(f"{run_dir}/inventory/{INVENTORY_NAME}.toml", inventory)
@@ -164,7 +164,7 @@ class Job:
             f"again, `{self.hint('--stop')}` ends it"
         )
 
-    def refuse(self, prepared: dict[str, Any], key: str) -> None:
+    def refuse(self, prepared: dict[str, Any]) -> None:
         if not prepared["stack_ok"]:
             raise PreflightError(f"the box has no stack dir {prepared['stack']}")
         mine = python_tag().removeprefix("py")
@@ -204,11 +204,6 @@ class Job:
         self.console.line(f"  box: venv {venv} {how} from {len(house.wheels)} wheels ({seconds}s)")
         return venv
 
-    def mkdir(self, link: BoxLink, path: str) -> None:
-        result = link.target.run(f"umask 077 && mkdir -p {quote(path)}", timeout=30)
-        if result.exit_code != 0:
-            raise PreflightError(f"cannot make {path} on the box: {result.stderr.strip()}")
-
     # --- attach / stop -----------------------------------------------------------------------
 
     def attach(self, link: BoxLink, follower: Follower) -> int:
@@ -216,8 +211,9 @@ class Job:
         self.nothing_there(found, "attach to")
         self.started = found["status"] == RUNNING
         state = found["state"]
+        ended = "already ended" if found["status"] == ENDED else "not running"
         self.console.phase(
-            "attached" if self.started else "already ended",
+            "attached" if self.started else ended,
             f"detached run {state['run_id']} (pid {state['pid']} on the box)",
         )
         return self.follow(follower)
@@ -236,7 +232,7 @@ class Job:
             if "SIGKILL" in stopped["signals"]:
                 self.console.line(
                     f"gate: the run did not end within {drain:g}s of SIGTERM and was killed "
-                    "(SIGKILL): the box is left as the run had it. The on-box watchdog puts it "
+                    "(SIGKILL): the box is left as the run had it. The box's watchdog puts it "
                     f"back, or do it now: `{self.hint('--recover')}`",
                     "bold red",
                 )
