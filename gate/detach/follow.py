@@ -112,14 +112,32 @@ class Follower:
         return unpack(data, out)
 
 
-def unpack(data: bytes, out: Path) -> Path | None:
-    """Extract a results tar into `out` (no member may leave it); the one run dir in it."""
+def unpack(data: bytes, out: Path, redact: Redactor | None = None) -> Path | None:
+    """Extract a results tar into `out` (no member may leave it); the one run dir in it.
+
+    The run on the box scrubbed its artifacts; every text file passes this runner's
+    redactor too, as everything gate writes does."""
     out.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
-        tops = {Path(m.name).parts[0] for m in archive.getmembers() if Path(m.name).parts}
+        members = [m for m in archive.getmembers() if Path(m.name).parts]
         archive.extractall(out, filter="data")
-    runs = sorted(out / top for top in tops if (out / top).is_dir())
+    redact = redact or Redactor()
+    for member in members:
+        if member.isfile():
+            scrub(out / member.name, redact)
+    runs = sorted({out / Path(m.name).parts[0] for m in members if m.isdir()})
     return runs[-1] if runs else None
+
+
+def scrub(path: Path, redact: Redactor) -> None:
+    """Rewrite a text file whose redacted form differs (binary files are left as they are)."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except (UnicodeDecodeError, OSError):
+        return
+    clean = redact(text)
+    if clean != text:
+        path.write_text(clean, encoding="utf-8")
 
 
 def render_views(run_dir: Path, summary_md: Path | None, env: dict[str, str]) -> None:

@@ -243,14 +243,21 @@ def tar_of(members: dict[str, bytes]) -> bytes:
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
+            if name.endswith("/"):
+                info.type = tarfile.DIRTYPE
+                archive.addfile(info)
+                continue
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 
 
 def test_fetched_results_land_under_out_and_nothing_may_leave_it(tmp_path: Path) -> None:
-    run_dir = unpack(tar_of({"./r1/summary.json": b"{}"}), tmp_path / "out")
-    assert run_dir == tmp_path / "out" / "r1" and (run_dir / "summary.json").is_file()
+    leaked = b"PROXY_AUTH_TOKEN=canary-unpack-1234\n"
+    tar = tar_of({"./r1/": b"", "./r1/summary.json": b"{}", "./r1/console.log": leaked})
+    run_dir = unpack(tar, tmp_path / "out")
+    assert run_dir == tmp_path / "out" / "r1" and (run_dir / "summary.json").read_text() == "{}"
+    assert (run_dir / "console.log").read_text() == "PROXY_AUTH_TOKEN=***\n"
     with pytest.raises(tarfile.TarError):
         unpack(tar_of({"../evil": b"x"}), tmp_path / "out2")
     assert not (tmp_path / "evil").exists()
