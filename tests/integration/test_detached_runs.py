@@ -10,8 +10,11 @@ redactor would not know this value).
 from __future__ import annotations
 
 import json
+import re
 import secrets
+import shlex
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -182,6 +185,46 @@ def test_ctrl_c_stops_only_the_following_and_attach_follows_the_run_to_its_end(
     assert "== attached: detached run" in attached.output and "heartbeat" in attached.output
     assert (run_dir / "exit").read_text() == "0\n"
     assert attached.summary["verdict"] == "passed"
+    assert_restored(box, before)
+
+
+@pytest.mark.slow
+def test_a_stop_that_must_kill_is_exit_4_and_its_recover_hint_puts_the_box_back(
+    sshd_factory: Callable[[], Sshd], make_stack_box: Callable[..., Box], tmp_path: Path
+) -> None:
+    """A drain too short for the run's restore: SIGKILL, exit 4, and the printed
+    `--recover` (run as printed, once the killed run's lock has lapsed) restores the box."""
+    server = sshd_factory()
+    box = make_stack_box()
+    before = config_and_secret_hashes(box)
+    flags = ssh_args(server, box, tmp_path / "inventory")
+    follower = Running([*flags, "--detach", *SCENARIOS], tmp_path / "detached")
+    try:
+        wait_for_heartbeat(follower, "scenario local-defaults")
+        harness.EXTRA_ENV["GATE_STOP_DRAIN_S"] = "0.2"
+        try:
+            killed = run_gate(*flags, "--stop", out=tmp_path / "killed")
+        finally:
+            harness.EXTRA_ENV.pop("GATE_STOP_DRAIN_S")
+        followed = follower.finish(timeout=60)
+    finally:
+        follower.stop()
+    assert killed.code == 4, killed.output
+    assert "was killed (SIGKILL)" in killed.output, killed.output
+    assert followed.code == 137, followed.output
+    assert (detached_dir(box) / "exit").read_text() == "137\n"
+    assert harness.gate_state(box) == "dirty"
+    hint = re.search(r"`(invoke gate [^`]*--recover)`", killed.output)
+    assert hint, killed.output
+    # The killed run's lock lapses GATE_LOCK_GRACE (30 s) after its last command: watch the
+    # holder go (asking with --recover meanwhile would itself keep the lock alive: any gate
+    # command in flight on the box counts as life for the holder).
+    holder = box.path / ".gate" / "holder.json"
+    assert holder.exists(), "the killed run's lock is not held: nothing to wait for"
+    wait_for("the killed run's lock to lapse", holder.exists, lambda held: not held, 120)
+    words = shlex.split(hint[1])
+    done = harness.run_in_repo([sys.executable, "-m", "invoke", *words[1:]])
+    assert done.returncode == 0, done.stdout + done.stderr
     assert_restored(box, before)
 
 
