@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
+import gate
 from gate.cli import run_cli
-from gate.detach import boxside, checks
+from gate.detach import boxside, checks, wheels
 from gate.detach.follow import summary_lines, unpack
 from gate.detach.onbox import inventory_toml, onbox_argv
 from gate.errors import ExitCode, UsageError
@@ -266,3 +267,38 @@ def test_fetched_results_land_under_out_and_nothing_may_leave_it(tmp_path: Path)
 def test_the_summary_keeps_what_did_not_pass_and_the_verdict() -> None:
     lines = ["== matrix", "  PASS         a: ok", "  FAIL         b: no", "gate: failed (exit 1)"]
     assert summary_lines(lines) == ["  FAIL         b: no", "gate: failed (exit 1)"]
+
+
+# --- the runner's wheelhouse cache ------------------------------------------------------------
+
+
+def fake_checkout(root: Path, body: str) -> Path:
+    (root / "gate").mkdir(parents=True, exist_ok=True)
+    (root / "pyproject.toml").write_text("[project]\nname = 'gate'\n")
+    (root / "gate" / "x.py").write_text(body)
+    return root
+
+
+def test_the_key_is_the_version_and_changes_with_any_source_byte(tmp_path: Path) -> None:
+    one = wheels.source_key(fake_checkout(tmp_path / "a", "A = 1\n"))
+    same = wheels.source_key(fake_checkout(tmp_path / "b", "A = 1\n"))
+    other = wheels.source_key(fake_checkout(tmp_path / "c", "A = 2\n"))
+    assert one == same and one != other
+    assert one.startswith(f"{gate.__version__}-")
+
+
+def test_a_complete_cached_wheelhouse_is_reused_without_building(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GATE_CACHE_DIR", str(tmp_path / "cache"))
+    dest = tmp_path / "cache" / "wheelhouse" / f"k1-{wheels.python_tag()}"
+    dest.mkdir(parents=True)
+    (dest / "gate-0-py3-none-any.whl").write_bytes(b"zip")
+    (dest / wheels.COMPLETE).write_text("k1\n")
+    found = wheels.wheelhouse(tmp_path / "no-such-checkout", "k1")
+    assert found.reused and [w.name for w in found.wheels] == ["gate-0-py3-none-any.whl"]
+    with tarfile.open(fileobj=io.BytesIO(found.tar())) as archive:
+        assert archive.getnames() == ["gate-0-py3-none-any.whl"]
+    (dest / wheels.COMPLETE).unlink()  # an unfinished one is built again: here pip fails
+    with pytest.raises(wheels.ShipFailed, match="cannot build gate's wheelhouse"):
+        wheels.wheelhouse(tmp_path / "no-such-checkout", "k1")
