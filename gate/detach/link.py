@@ -19,6 +19,7 @@ from gate.target import SSHTarget, Target, quote
 
 READ_CHUNK = 256 * 1024
 HELPER = ".gate/detached/boxside.py"
+COMMAND_NOT_FOUND = 127
 
 
 class HelperFailed(Exception):
@@ -59,6 +60,8 @@ class BoxLink:
         result = self.target.run(quote("python3", self.helper, verb, *args), timeout=timeout)
         if result.outcome is Outcome.UNREACHABLE:
             raise Unreachable(f"could not ask the box ({verb}): {result.reason}")
+        if result.exit_code == COMMAND_NOT_FOUND:
+            raise PreflightError("the box has no python3 (detached runs need it, as gate does)")
         try:
             answer = json.loads(result.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError) as exc:
