@@ -12,6 +12,7 @@ import sys
 import tarfile
 import time
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -102,11 +103,26 @@ def boxside_cmd(*args: str) -> dict[str, object]:
     return dict(json.loads(done.stdout))
 
 
+STARTED: list[dict[str, object]] = []
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers() -> Iterator[None]:
+    """A test that fails half-way leaves no keeper or child running."""
+    yield
+    while STARTED:
+        state = STARTED.pop()
+        for pid, start in (("pid", "start_time"), ("keeper_pid", "keeper_start")):
+            if boxside.same_process(state[start], boxside.stat_of(state[pid])):
+                os.kill(int(str(state[pid])), signal.SIGKILL)
+
+
 def start_child(stack: Path, kind: str) -> dict[str, object]:
     run_dir = stack / boxside.DETACHED / f"run-{kind}"
     answer = boxside_cmd("start", str(run_dir), "--", sys.executable, "-c", CHILD, kind)
     state = answer["state"]
     assert isinstance(state, dict)
+    STARTED.append(state)
     return state
 
 
