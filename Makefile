@@ -74,7 +74,7 @@ bench-growth: bootstrap sysdeps
 	  $(if $(GATE_ARGS),--gate-args="$(GATE_ARGS)")
 
 # The release: the tests, then the gate against the release box (GATE_HOST, an inventory
-# name) with the destructive phases as a blocking step; only when the gate exits 0 are the
+# name, or a group: docs/fleets.md) with the destructive phases as a blocking step; only when the gate exits 0 are the
 # sdist and wheel built (dist/) and the version tagged. RELEASE_TESTS=skip leaves the
 # tests out; GATE_ARGS adds gate flags (e.g. --local on the box itself).
 RELEASE_FLAGS := --lifecycle --fault-injection --safety-backup --strict

@@ -30,7 +30,7 @@ from gate.checks import (
 )
 from gate.contract import Check, Config, Increasing
 from gate.expect import Context
-from gate.observe import counter, fetch, read_batch, read_in_use, read_probe
+from gate.observe import Batch, counter, fetch, read_batch, read_in_use, read_probe
 from gate.probes import STATUS, Http
 from gate.waits import Observer, wait_until
 
@@ -48,13 +48,21 @@ class Reads:
     up front are read together, in one call to the box; a probe first asked for later is
     read alone."""
 
-    def __init__(self, box: Box, cfg: Config, probes: Iterable[str] = ()) -> None:
+    def __init__(
+        self, box: Box, cfg: Config, probes: Iterable[str] = (), status: Batch | None = None
+    ) -> None:
+        """`status`: a batch that read the status command a moment ago (readiness's last
+        poll): its reading is used instead of running the stack's status command again."""
         self.box, self.cfg = box, cfg
         wanted = [box.contract.probe(name) for name in dict.fromkeys(probes) if name != STATUS]
-        batch = read_batch(box, wanted, cfg)
-        self.status_code = batch.status_code
+        batch = read_batch(box, wanted, cfg, status=status is None)
         self._readings: dict[str, Reading[Any]] = batch.readings
         self.seconds: dict[str, float] = batch.seconds
+        self.status_code = batch.status_code
+        if status is not None:
+            self.status_code = status.status_code
+            self._readings[STATUS] = status.readings[STATUS]
+            self.seconds[STATUS] = status.seconds.get(STATUS, 0.0)
 
     def get(self, name: str) -> Reading[Any]:
         if name not in self._readings:
@@ -77,14 +85,19 @@ def applicable(box: Box, cfg: Config) -> list[Check]:
 
 
 def battery(
-    box: Box, cfg: Config, facts: Mapping[str, str], observe: Observer[Any] | None = None
+    box: Box,
+    cfg: Config,
+    facts: Mapping[str, str],
+    observe: Observer[Any] | None = None,
+    status: Batch | None = None,
 ) -> list[CheckRecord]:
-    """Every check the contract declares, and the built-ins, against one config."""
+    """Every check the contract declares, and the built-ins, against one config (`status`:
+    see Reads)."""
     contract = box.contract
     ctx = Context(config=cfg, facts=facts)
     checks = applicable(box, cfg)
     needed = [contract.services.probe, *(c.probe for c in checks)]
-    reads = Reads(box, cfg, [*needed, *(c.probe for c in contract.counters)])
+    reads = Reads(box, cfg, [*needed, *(c.probe for c in contract.counters)], status)
     expected = contract.expected_services(cfg)
     services = reads.get(contract.services.probe)
     records = [
@@ -122,24 +135,48 @@ def auth_controls(box: Box, cfg: Config) -> list[CheckRecord]:
     ]
 
 
+def ready_and_battery(
+    box: Box,
+    cfg: Config,
+    facts: Mapping[str, str],
+    timeout: float,
+    observe: Observer[Any] | None = None,
+) -> list[CheckRecord]:
+    """Readiness, then (once ready) the battery, which takes the status readiness last read
+    rather than running the stack's status command again a moment later."""
+    ready, last = await_ready(box, cfg, timeout, observe)
+    if ready.verdict is not Verdict.PASS:
+        return [ready]
+    return [ready, *battery(box, cfg, facts, observe, status=last)]
+
+
 def wait_ready(
     box: Box, cfg: Config, timeout: float, observe: Observer[Any] | None = None
 ) -> CheckRecord:
     """The stack's own readiness: status exits 0 and its HTTP probes answer, to a deadline."""
+    return await_ready(box, cfg, timeout, observe)[0]
+
+
+def await_ready(
+    box: Box, cfg: Config, timeout: float, observe: Observer[Any] | None = None
+) -> tuple[CheckRecord, Batch | None]:
+    """wait_ready's record, and the batch of its last poll that read the status command."""
     endpoints = [
         p for p in box.contract.probes if isinstance(p, Http) and p.ready and p.applies(cfg)
     ]
 
     endpoints_up = not endpoints
+    last: Batch | None = None
 
     def probe() -> dict[str, Any]:
         """One poll, in one call to the box: the endpoints (cheap: boxtool answers them
         itself), with the stack's status command once they have all answered."""
-        nonlocal endpoints_up
+        nonlocal endpoints_up, last
         batch = read_batch(box, endpoints, cfg, status=endpoints_up)
         if not endpoints_up and all(batch.readings[e.name].asked().usable for e in endpoints):
             endpoints_up = True
             batch = read_batch(box, endpoints, cfg)
+        last = batch if endpoints_up else None
         status = batch.status_code.asked().value if endpoints_up else "not asked yet"
         seen: dict[str, Any] = {"status": status}
         for endpoint in endpoints:
@@ -158,9 +195,10 @@ def wait_ready(
     if waited.inconclusive:
         verdict = Verdict.INCONCLUSIVE
     names = " and ".join(["status exit 0", *(f"{e.name} answering" for e in endpoints)])
-    return CheckRecord(
+    record = CheckRecord(
         "ready", verdict, names, json.dumps(waited.last), waited.describe(), waited.elapsed
     )
+    return record, last if waited.satisfied else None
 
 
 def converge(

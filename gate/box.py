@@ -179,23 +179,22 @@ class Box:
         answered(self.run(f"mkdir -p {GATE_DIR} && chmod 700 {GATE_DIR}", kind=Kind.BOOKKEEPING))
         source = resources.files("gate").joinpath("boxtool.py").read_text(encoding="utf-8")
         answered(self.write_file(BOXTOOL, source, kind=Kind.BOOKKEEPING))
-        answered(self.write_file(self.spec_path, self._spec(), kind=Kind.BOOKKEEPING))
+        spec = json.dumps(self.spec(), indent=2)
+        answered(self.write_file(self.spec_path, spec, kind=Kind.BOOKKEEPING))
         self._tool_ready = True
 
-    def _spec(self) -> str:
+    def spec(self) -> dict[str, Any]:
+        """boxtool's inputs from the contract: where the config and secrets are (no secret)."""
         secrets = self.contract.secrets
-        return json.dumps(
-            {
-                "env_file": self.contract.env_file,
-                "config_file": self.contract.config.path,
-                "config_format": self.contract.config.format,
-                "env_keys": list(secrets.env_keys),
-                "files": list(secrets.files),
-                "config_paths": list(secrets.config_paths),
-                "in_use": [{"secret": u.secret, "file": u.file} for u in secrets.in_use],
-            },
-            indent=2,
-        )
+        return {
+            "env_file": self.contract.env_file,
+            "config_file": self.contract.config.path,
+            "config_format": self.contract.config.format,
+            "env_keys": list(secrets.env_keys),
+            "files": list(secrets.files),
+            "config_paths": list(secrets.config_paths),
+            "in_use": [{"secret": u.secret, "file": u.file} for u in secrets.in_use],
+        }
 
 
 def answered(result: Result) -> Result:

@@ -193,6 +193,12 @@ def sha256(data: bytes) -> str:
 
 def cmd_fingerprint(spec: dict[str, Any], _args: list[str]) -> int:
     """Print secret fingerprints per category; plaintext never leaves this process."""
+    print(json.dumps(fingerprints(spec), sort_keys=True))
+    return 0
+
+
+def fingerprints(spec: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """sha256 of every secret, per category (env keys, secret files, config paths)."""
     env = read_env(spec["env_file"])
     prints: dict[str, dict[str, str]] = {"env": {}, "files": {}, "config": {}}
     for key, value in env.items():
@@ -206,8 +212,7 @@ def cmd_fingerprint(spec: dict[str, Any], _args: list[str]) -> int:
         value = dotted(config, path)
         if value not in (None, ""):
             prints["config"][path] = sha256(str(value).encode())
-    print(json.dumps(prints, sort_keys=True))
-    return 0
+    return prints
 
 
 def cmd_exec(spec: dict[str, Any], args: list[str]) -> int:
@@ -486,6 +491,8 @@ JOURNAL_PATH = os.path.join(GATE, "journal.jsonl")
 LIFELINES = os.path.join(GATE, "lifelines")
 MUTEX_PATH = os.path.join(LIFELINES, ".mutex")
 INFLIGHT = os.path.join(GATE, "inflight")
+WATCHDOG_PATH = os.path.join(GATE, "watchdog.json")
+STATE_PATH = os.path.join(GATE, "state.json")
 LOCK_BUSY = 75
 POLL_SECONDS = 0.2
 RELEASE_WAIT = 10.0
@@ -630,17 +637,54 @@ def detach(keep: tuple[int, ...]) -> None:
         os.closerange(low, fd)
         low = fd + 1
     os.closerange(low, 65536)
-    for signum in (signal.SIGHUP, signal.SIGPIPE, signal.SIGINT):
+    for signum in DETACHED_IGNORES:
         signal.signal(signum, signal.SIG_IGN)
 
 
+DETACHED_IGNORES = (signal.SIGHUP, signal.SIGPIPE, signal.SIGINT)
+"""What a detached holder ignores (and, for its own wait, SIGUSR1 it blocks)."""
+
+
+def default_signals() -> None:
+    """In a child of the holder, before exec: the signals it ignores and blocks back to
+    their defaults. An ignored signal survives exec, so a service the watchdog (re)starts
+    would otherwise never see a SIGHUP reload or a SIGINT stop (a shell cannot even trap
+    one ignored on entry), unlike the same service started by the runner."""
+    for signum in DETACHED_IGNORES:
+        signal.signal(signum, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
 def run_lives(run_id: str) -> bool:
-    """A lifeline of the run, or any gate command, is still running on this box."""
-    return any_alive(run_dir(run_id)) or any_alive(INFLIGHT)
+    """A lifeline of the run, or a gate command of this run (or of no known run), is still
+    running on this box. Another run's commands do not count: runs refused at the lock
+    still run their preflight here, and retried often enough they kept a dead run's lock,
+    and its watchdog, waiting for ever."""
+    mine = os.path.join(INFLIGHT, run_id)
+    return any_alive(run_dir(run_id)) or any_alive(INFLIGHT) or any_alive(mine)
 
 
-def serve(run_id: str, grace: float) -> bool:
-    """Hold until released (False) or until the run showed no life for `grace` s (True)."""
+def inflight_dir() -> str:
+    """Where this command is recorded while it runs: under its run's id when its spec names
+    the run (gate/box.py: `.gate/spec-RUN_ID.json`), else in .gate/inflight/ itself."""
+    name = os.path.basename(os.environ.get("GATE_SPEC", ""))
+    run_id = name.removeprefix("spec-").removesuffix(".json")
+    known = name == f"spec-{run_id}.json" and _RUN_ID.fullmatch(run_id)
+    return os.path.join(INFLIGHT, run_id) if known else INFLIGHT
+
+
+def any_in_flight() -> bool:
+    """Whether any gate command, of any run, is still running on this box."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(INFLIGHT):
+            if not name.isdigit() and any_alive(os.path.join(INFLIGHT, name)):
+                return True
+    return any_alive(INFLIGHT)
+
+
+def serve(run_id: str, grace: float, watchdog: float) -> bool:
+    """Hold until released (False) or until the run showed no life for `grace` s (True);
+    while the run has left the box dirty with the watchdog armed, `watchdog` s instead."""
     released = os.path.join(run_dir(run_id), "release")
     last_life = time.monotonic()
     while True:
@@ -648,7 +692,8 @@ def serve(run_id: str, grace: float) -> bool:
         if not os.path.exists(released) and run_lives(run_id):
             last_life = time.monotonic()
             continue
-        if not os.path.exists(released) and time.monotonic() - last_life < grace:
+        patience = max(grace, watchdog) if watchdog and armed_plan(run_id) else grace
+        if not os.path.exists(released) and time.monotonic() - last_life < patience:
             continue
         with lock_state():  # no lifeline can attach between this check and the retirement
             lapsed = not os.path.exists(released)
@@ -682,13 +727,164 @@ def hold_lock(fd: int, ready: int, run_id: str, mode: str, grace: float, info: s
             unlink_quietly(HOLDER_PATH)
         os.write(ready, json.dumps(me).encode())
         os.close(ready)
-        lapsed = serve(run_id, grace)
+        watchdog = float(json.loads(info).get("watchdog_s", 0)) if mode == "exclusive" else 0.0
+        lapsed = serve(run_id, grace, watchdog)
+        if lapsed and watchdog:
+            watch(run_id, watchdog)
         fcntl.flock(fd, fcntl.LOCK_UN)
         if lapsed:
             journal(run_id, "lock-lapsed", grace=grace)
         code = 0
     finally:
         os._exit(code)
+
+
+# The watchdog: the holder of a mutating run's lock puts the box back when the runner went
+# silent (no lifeline, no command in flight) for the watchdog's limit with the box dirty.
+# The runner armed it (.gate/watchdog.json) with the same baseline the engine restores to;
+# the proof here is what stdlib can see: config bytes, secret fingerprints, status exit 0.
+# Command output is never kept (it may hold a secret): exit codes only.
+
+
+def armed_plan(run_id: str) -> dict[str, Any]:
+    """The watchdog plan `run_id` left, if the box is still dirty from that run ({} if not)."""
+    plan, state = read_json(WATCHDOG_PATH), read_json(STATE_PATH)
+    mine = plan.get("run_id") == run_id and state.get("run_id") == run_id
+    return plan if mine and state.get("state") == "dirty" else {}
+
+
+def watch(run_id: str, silent: float) -> None:
+    """Restore the baseline the silent run left, prove it, and journal what was done."""
+    plan = armed_plan(run_id)
+    if not plan:
+        return
+    write_atomic(HOLDER_PATH, json.dumps({"run_id": run_id, "watchdog": True}))
+    journal(run_id, "watchdog-start", silent_s=silent)
+    try:
+        failures = mend_open_repairs(run_id, plan) + restore_baseline(plan)
+        failures += proof_failures(plan)
+    finally:
+        unlink_quietly(HOLDER_PATH)
+    if failures:
+        journal(run_id, "watchdog-failed", failures=failures)
+        state = {**read_json(STATE_PATH), "watchdog": "; ".join(failures)}
+    else:
+        journal(run_id, "watchdog-restored", config_sha256=plan["config_sha256"])
+        state = {"state": "clean", "run_id": run_id, "phase": "watchdog-restored"}
+    write_atomic(STATE_PATH, json.dumps({**state, "since": time.time()}, sort_keys=True))
+
+
+def run_quietly(command: str, timeout: float) -> int:
+    """`sh -c command` in the stack dir, output dropped, its whole group killed at the
+    deadline; the exit code (124 at the deadline, 127 if it could not start)."""
+    try:
+        child = subprocess.Popen(
+            ["/bin/sh", "-c", command],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=default_signals,  # safe: the holder runs no other thread
+        )
+    except OSError:
+        return 127
+    try:
+        return child.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(OSError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        return 124
+
+
+def mend_open_repairs(run_id: str, plan: dict[str, Any]) -> list[str]:
+    """Run the repairs the run opened and never closed, newest first (as the engine does)."""
+    events = [e for e in journal_lines() if e.get("run_id") == run_id]
+    closed = {e.get("key") for e in events if e.get("event") == "repair-closed"}
+    opened = [e for e in events if e.get("event") == "repair-open" and e.get("key") not in closed]
+    failures = []
+    for repair in reversed(opened):
+        for step in repair.get("steps", []):
+            code = repair_step([str(part) for part in step], plan)
+            if code != 0:
+                failures.append(f"repair {repair.get('what')}: {step[0]} exited {code}")
+        journal(run_id, "watchdog-mended", key=repair.get("key"))
+    return failures
+
+
+def repair_step(step: list[str], plan: dict[str, Any]) -> int:
+    """One step of a repair (gate/repairs.py Step): a control verb, boxtool, or a removal."""
+    via, args = step[0], step[1:]
+    if via == "control":
+        return run_quietly(f"{plan['control']} {args[0]}", plan["apply_s"])
+    if via == "remove":
+        unlink_quietly(args[0])
+        return 0 if not os.path.lexists(args[0]) else 1
+    return in_process(plan["spec"], args)
+
+
+def in_process(spec: dict[str, Any], args: list[str]) -> int:
+    """A boxtool verb run here, its output dropped; a crash is its failure."""
+    sink = io.StringIO()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        try:
+            return int(COMMANDS[args[0]](spec, args[1:]))
+        except Exception:
+            return 1
+
+
+def restore_baseline(plan: dict[str, Any]) -> list[str]:
+    """The baseline config back over the config file, applied, and the status green again."""
+    try:
+        shutil.copy2(plan["baseline_config"], plan["config"])
+    except OSError as exc:
+        return [f"the baseline config could not be put back: {exc.strerror}"]
+    applied = run_quietly(f"{plan['control']} {plan['apply']}", plan["apply_s"])
+    if applied != 0:
+        return [f"apply exited {applied}"]
+    return [] if status_green(plan) else [f"status not exit 0 within {plan['ready_s']:g}s"]
+
+
+def status_green(plan: dict[str, Any]) -> bool:
+    """Poll the status command (backing off to 2 s) until it exits 0 or the deadline passes."""
+    deadline = time.monotonic() + float(plan["ready_s"])
+    pause = 0.25
+    while True:
+        if run_quietly(f"{plan['control']} {plan['status']}", 30.0) == 0:
+            return True
+        if time.monotonic() + pause > deadline:
+            return False
+        time.sleep(pause)  # sleep-ok: backs off between polls of the stack's own status
+        pause = min(pause * 2, 2.0)
+
+
+def proof_failures(plan: dict[str, Any]) -> list[str]:
+    """What the box shows that differs from the baseline: config bytes, secret fingerprints."""
+    failures = []
+    try:
+        with open(plan["config"], "rb") as handle:
+            if sha256(handle.read()) != plan["config_sha256"]:
+                failures.append("config bytes differ from the baseline's")
+    except OSError as exc:
+        failures.append(f"config unreadable: {exc.strerror}")
+    try:
+        if fingerprints(plan["spec"]) != plan["fingerprints"]:
+            failures.append("secret fingerprints differ from the baseline's")
+    except (OSError, ValueError, KeyError) as exc:
+        failures.append(f"secrets unreadable: {type(exc).__name__}")
+    return failures
+
+
+def journal_lines() -> list[dict[str, Any]]:
+    """The on-box journal's records (lines that do not parse are skipped)."""
+    records = []
+    with contextlib.suppress(OSError), open(JOURNAL_PATH, encoding="utf-8") as handle:
+        for line in handle:
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if isinstance(record, dict):
+                    records.append(record)
+    return records
 
 
 def spawn_holder(fd: int, run_id: str, mode: str, grace: float, info: str) -> dict[str, Any]:
@@ -792,7 +988,7 @@ def dispatch(name: str, spec: dict[str, Any], args: list[str]) -> int:
         return COMMANDS[name](spec, args)
     record = ""
     with contextlib.suppress(OSError):
-        record = register(INFLIGHT, os.getpid())
+        record = register(inflight_dir(), os.getpid())
     try:
         return COMMANDS[name](spec, args)
     finally:
@@ -804,7 +1000,7 @@ def cmd_quiesce(_spec: dict[str, Any], args: list[str]) -> int:
     """Wait (up to TIMEOUT s) until no gate command is in flight here: after a reconnect, a
     command the dropped link left running (an apply) must end before the run acts again."""
     deadline = time.monotonic() + float(args[0])
-    while any_alive(INFLIGHT):
+    while any_in_flight():
         if time.monotonic() >= deadline:
             print("busy", flush=True)
             return 1

@@ -29,6 +29,9 @@ TRANSPORTS = ("persistent", "exec")
 each (gate/target.py)."""
 MOVED = {"workers": 'run-wide values are facts now: put `workers = "2"` under [requirements]'}
 
+DEFAULT_WATCHDOG_S = 180
+"""A few minutes: well past a reconnect (the lock's grace), short of a human noticing."""
+
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _HOST = re.compile(r"[A-Za-z0-9_.:%-]+")
@@ -42,6 +45,7 @@ _KEYS = {
     "known_hosts": str,
     "transport": str,
     "reconnect_s": int,
+    "watchdog_s": int,
     "requirements": dict,
 }
 
@@ -68,6 +72,9 @@ class HostSpec:
     transport: str = TRANSPORTS[0]
     reconnect_s: int = 0
     """How long a dropped link is retried before the run ends inconclusive (0: one try)."""
+    watchdog_s: int = DEFAULT_WATCHDOG_S
+    """How long a mutating run's runner may be silent (no lifeline, no command in flight)
+    with the box dirty before the on-box watchdog restores the baseline (0: off)."""
 
     def require_dir(self) -> str:
         """The stack dir, or a usage error saying how to give one."""
@@ -182,6 +189,7 @@ def load_inventory(name: str, inventory_dir: Path) -> HostSpec:
         requirements=_requirements(data.get("requirements", {}), path),
         transport=check_transport(data.get("transport", TRANSPORTS[0]), f"{path}: transport"),
         reconnect_s=_non_negative(data.get("reconnect_s", 0), f"{path}: reconnect_s"),
+        watchdog_s=_non_negative(data.get("watchdog_s", DEFAULT_WATCHDOG_S), f"{path}: watchdog_s"),
     )
 
 

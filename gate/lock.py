@@ -57,10 +57,12 @@ def lock_grace(environ: Mapping[str, str] = os.environ) -> float:
     return grace
 
 
-def holder_info(run_id: str) -> dict[str, Any]:
-    """Who holds the lock, for the message a refused run prints (no secret in it)."""
+def holder_info(run_id: str, watchdog: float = 0.0) -> dict[str, Any]:
+    """Who holds the lock, for the message a refused run prints (no secret in it), and the
+    on-box watchdog's limit for the holder (0: off)."""
     return {
         "run_id": run_id,
+        "watchdog_s": watchdog,
         "user": getpass.getuser(),
         "runner": socket.gethostname(),
         "pid": os.getpid(),
@@ -77,11 +79,18 @@ class BoxLock:
     """
 
     def __init__(
-        self, box: Box, run_id: str, *, exclusive: bool, grace: float | None = None
+        self,
+        box: Box,
+        run_id: str,
+        *,
+        exclusive: bool,
+        grace: float | None = None,
+        watchdog: float = 0.0,
     ) -> None:
         self.box = box
         self.run_id = run_id
         self.exclusive = exclusive
+        self.watchdog = watchdog if exclusive else 0.0
         self.grace = lock_grace() if grace is None else grace
         if not 0 < self.grace <= MAX_GRACE:
             raise UsageError(f"lock grace must be in (0, {MAX_GRACE:g}] s, got {grace!r}")
@@ -94,7 +103,7 @@ class BoxLock:
     def acquire(self) -> None:
         """Take the lock: BoxLocked (75) names the holder; PreflightError, Unreachable."""
         mode = "exclusive" if self.exclusive else "shared"
-        info = json.dumps(holder_info(self.run_id))
+        info = json.dumps(holder_info(self.run_id, self.watchdog))
         held = self._hold_tool("lock", self.run_id, mode, f"{self.grace:g}", info)
         if isinstance(held, Hold):
             self._attach(held)
@@ -185,6 +194,8 @@ class BoxLock:
         result = self.box.run(f"cat {HOLDER_FILE} 2>/dev/null", timeout=10)
         try:
             info = json.loads(result.stdout)
+            if info.get("watchdog") is True:
+                return f"the on-box watchdog, restoring the box run {info['run_id']} left dirty"
             text = (
                 f"run {info['run_id']} ({info['user']}@{info['runner']} pid {info['pid']}, "
                 f"since {info['started']})"
@@ -195,5 +206,10 @@ class BoxLock:
             text += (
                 f"; if that run died, its lock lapses {info['grace']:g}s after its last "
                 "command on the box ends"
+            )
+        if info.get("watchdog_s"):
+            text += (
+                f"; if it left the box dirty, the on-box watchdog restores the box "
+                f"{info['watchdog_s']:g}s after that command and then lets go"
             )
         return text

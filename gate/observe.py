@@ -134,6 +134,8 @@ def read_batch(box: Box, probes: Sequence[Probe], cfg: Config, *, status: bool =
     command = box.contract.status.command
     calls = [["exec", "30", f"{box.control_command} {command}"]] if status else []
     calls += [batch_args(box, probe, cfg) for probe in others]
+    if not calls:
+        return Batch(Reading(error="the status command was not asked"), {}, {})
     try:
         results: list[Result | Reading[Any]] = [*box.batch(calls)]
     except Unreachable as exc:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gate.battery import battery, wait_ready
+from gate.battery import await_ready, battery
 from gate.box import APPLY_TIMEOUT, Box, Kind, answered
 from gate.checks import (
     CheckRecord,
@@ -90,7 +90,7 @@ def prove(run: Run, baseline: Baseline) -> list[CheckRecord]:
     cfg = read_config(box)
     if not cfg.usable or cfg.value is None:
         raise cfg.lost if cfg.lost is not None else BoxDirty(cfg.error)
-    ready = wait_ready(box, cfg.value, READY_TIMEOUT, run.console.waiting)
+    ready, last = await_ready(box, cfg.value, READY_TIMEOUT, run.console.waiting)
     records = [ready, config_identical(box, baseline)]
     records.append(check_secrets_kept(baseline.fingerprints, read_fingerprints(box)))
     spec = box.contract.services
@@ -104,7 +104,7 @@ def prove(run: Run, baseline: Baseline) -> list[CheckRecord]:
     for record in records:
         record.name = f"restore: {record.name}"
     if ready.verdict is Verdict.PASS:
-        checks = battery(box, cfg.value, run.ctx.facts, observe=run.console.waiting)
+        checks = battery(box, cfg.value, run.ctx.facts, run.console.waiting, status=last)
         for record in checks:
             record.name = f"{BATTERY}{record.name}"
         records += checks

@@ -19,7 +19,13 @@ from gate.phases import registered
 from gate.shards import parse_shard
 
 COMMON: tuple[Flag, ...] = (
-    Flag("host", "inventory name, or user@host[:port] (ssh config aliases work)", "text", "BOX"),
+    Flag(
+        "host",
+        "inventory name, or user@host[:port] (ssh config aliases work); several at once: "
+        "a,b,c or an inventory group (docs/fleets.md)",
+        "text",
+        "BOX",
+    ),
     Flag("local", "gate the stack on this machine (needs --dir, or an inventory via --host)"),
     Flag("dir", "the stack dir on the box (overrides the inventory)", "text", "PATH"),
     Flag("control", "the stack's control command (overrides the inventory)", "text", "CMD"),

@@ -44,3 +44,7 @@ def main() -> None:
     from gate.cli import run_cli
 
     sys.exit(run_cli(raw, program="gate"))
+
+
+if __name__ == "__main__":  # `python -m gate.cli.script`: how a fleet starts each box's run
+    main()

@@ -45,11 +45,14 @@ def onbox_argv(opts: Options, venv: str, run_dir: str) -> list[str]:
     return argv
 
 
-def inventory_toml(host: HostSpec, stack_dir: str, facts: Mapping[str, str]) -> str:
-    """inventory/detached.toml for the box: its stack dir, control command, and the
-    inventory's [requirements] with the run's --fact values over them (as the engine
-    merges them: RunContext.facts)."""
-    lines = [f"dir = {_string(stack_dir)}"]
+def inventory_toml(
+    host: HostSpec, stack_dir: str, facts: Mapping[str, str], watchdog_s: int
+) -> str:
+    """inventory/detached.toml for the box: its stack dir, control command, the on-box
+    watchdog's limit (the runner's: the inventory's, or GATE_WATCHDOG_S, in whole
+    seconds), and the inventory's [requirements] with the run's --fact values over them
+    (as the engine merges them: RunContext.facts)."""
+    lines = [f"dir = {_string(stack_dir)}", f"watchdog_s = {watchdog_s}"]
     if host.control:
         lines.append(f"control = {_string(host.control)}")
     merged = {**host.requirements, **facts}

@@ -15,6 +15,7 @@ follow    heartbeat every GATE_HEARTBEAT_S (20 s) -> summary and verdict -> resu
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,6 +39,7 @@ from gate.redact import Redactor
 from gate.report import Console
 from gate.signals import Interrupted, SignalGuard, process_guard
 from gate.target import Target, quote, target_for
+from gate.watchdog import watchdog_limit
 
 
 def default_target(host: HostSpec, accept_new: bool) -> Target:
@@ -111,6 +113,7 @@ class Job:
         host = box_spec(self.opts)
         self.stack = host.dir
         if name == "detach":
+            watchdog_limit(host)  # a bad GATE_WATCHDOG_S is exit 2 before anything is sent
             contract_text = self.check_contract()
             root = source_root()
             key = source_key(root)
@@ -147,7 +150,8 @@ class Job:
         self.guard.checkpoint()
         link.mkdir(f"{run_dir}/inventory")
         link.put_text(f"{run_dir}/{CONTRACT_NAME}", contract)
-        inventory = inventory_toml(host, link.stack, self.opts.facts)
+        watchdog = math.ceil(watchdog_limit(host))
+        inventory = inventory_toml(host, link.stack, self.opts.facts, watchdog)
         link.put_text(f"{run_dir}/inventory/{INVENTORY_NAME}.toml", inventory)
         self.console.line(f"  box: contract {self.opts.matrix_file} and the run's facts shipped")
         self.guard.checkpoint()

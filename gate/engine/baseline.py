@@ -33,6 +33,7 @@ from gate.snapshot import (
     store_baseline,
     write_state,
 )
+from gate.watchdog import arm, said
 
 if TYPE_CHECKING:
     from gate.engine.run import Run
@@ -43,10 +44,11 @@ def refuse_dirty(run: Run) -> None:
     state = read_state(run.box)
     if state.get("state") == "clean":
         return
+    watchdog = f"; {said(state)}" if state.get("watchdog") else ""
     raise BoxDirty(
         f"box {run.ctx.host.name} was left {state.get('state')} by run "
-        f"{state.get('run_id', '?')} (phase {state.get('phase', '?')}); its baseline is kept "
-        f"on the box: {recover_advice(run)}"
+        f"{state.get('run_id', '?')} (phase {state.get('phase', '?')}){watchdog}; its baseline "
+        f"is kept on the box: {recover_advice(run)}"
     )
 
 
@@ -125,6 +127,7 @@ def take_baseline(run: Run) -> Baseline | None:
     # it is raised at the first phase command, inside the always-restore block.
     with run.guard.shielded():
         store_baseline(box, baseline)
+        arm(run, baseline)  # before the dirty mark: a dirty box always has its watchdog
         write_state(box, "dirty", run.ctx.run_id, phase="baseline")
         run.journal_note("baseline", config_sha256=baseline.config_sha256)
     return baseline

@@ -45,6 +45,7 @@ from gate.restore import restore_and_prove
 from gate.signals import Interrupted, process_guard
 from gate.snapshot import Journal, load_baseline, read_state
 from gate.target import Target, quote, target_for
+from gate.watchdog import said, watchdog_limit
 
 REQUIRED_TOOLS = ("python3", "sha256sum", "cp", "mv", "cat")
 
@@ -67,22 +68,29 @@ def main(
     redactor = Redactor()
     console = Console(redactor, stream)
     try:
-        contract_file = load_contract_file(opts.matrix_file)
-        check_declarations(contract_file.contract, opts.matrix_file)
-        phases = tuple(select(opts))
-        if any(p.flag is None for p in phases) and not opts.recover:
-            validate_matrix(contract_file.matrix).select(opts.scenarios)
-        host = resolve(opts, contract_file.contract)
-        grace = lock_grace()
+        ctx = prepare(opts)
     except UsageError as exc:
         console.line(f"gate: {exc}", "bold red")
         return ExitCode.USAGE
     if guard.first is not None:
         console.line(f"gate: {Interrupted(guard.first)} before the run began: nothing touched")
         return Interrupted(guard.first).exit_code
-    ctx = RunContext(opts, contract_file, host, new_run_id(), phases, grace)
     run = Run(ctx, console, Artifacts(opts.out, ctx.run_id, redactor), guard)
     return Engine(run, target).execute()
+
+
+def prepare(opts: Options) -> RunContext:
+    """Everything a run checks before it touches a box (the contract file, the phases, the
+    scenarios, the host, the lock grace, the watchdog limit); a UsageError names the first
+    problem. A fleet (gate/fleet/) calls it for every box before it starts any."""
+    contract_file = load_contract_file(opts.matrix_file)
+    check_declarations(contract_file.contract, opts.matrix_file)
+    phases = tuple(select(opts))
+    if any(p.flag is None for p in phases) and not opts.recover:
+        validate_matrix(contract_file.matrix).select(opts.scenarios)
+    host = resolve(opts, contract_file.contract)
+    grace, watchdog = lock_grace(), watchdog_limit(host)
+    return RunContext(opts, contract_file, host, new_run_id(), phases, grace, watchdog)
 
 
 def resolve(opts: Options, contract: StackContract) -> HostSpec:
@@ -148,10 +156,18 @@ class Engine:
             )
             write_manifest(run, target.name, preflight(box))
             exclusive = self.ctx.mutates or self.ctx.opts.recover
-            lock = BoxLock(box, self.ctx.run_id, exclusive=exclusive, grace=self.ctx.lock_grace)
+            lock = BoxLock(
+                box,
+                self.ctx.run_id,
+                exclusive=exclusive,
+                grace=self.ctx.lock_grace,
+                watchdog=self.ctx.watchdog,
+            )
             lock.acquire()
             try:
                 run.attach(box, Journal(box, self.ctx.run_id, self.ctx.opts.mode))
+                if watchdog_did := said(read_state(box)):
+                    run.note(watchdog_did, "yellow")
                 run.journal_note("start")
                 self._phases()
                 run.journal_note("end", verdict=str(run.ledger.verdict()))

@@ -34,6 +34,8 @@ class RunContext:
     run_id: str
     phases: tuple[Phase, ...]
     lock_grace: float
+    watchdog_s: float = 0.0
+    """The on-box watchdog's limit for a mutating run (0: off; gate/watchdog.py)."""
 
     @property
     def facts(self) -> Mapping[str, str]:
@@ -44,6 +46,13 @@ class RunContext:
     @property
     def mutates(self) -> bool:
         return any(p.mutates for p in self.phases)
+
+    @property
+    def watchdog(self) -> float:
+        """The watchdog limit this run's lock carries: only a mutating run that restores
+        arms one (`--keep` leaves the box on its last scenario on purpose; `--recover`)."""
+        restores = self.mutates and not (self.opts.recover or self.opts.keep)
+        return self.watchdog_s if restores else 0.0
 
 
 class Run:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from gate.battery import battery, wait_ready
+from gate.battery import ready_and_battery
 from gate.box import APPLY_TIMEOUT, Kind, answered
 from gate.capture import capture
 from gate.checks import CheckRecord, SkipClass, Verdict, check_secrets_kept
@@ -141,10 +141,9 @@ def run_scenario(
     clock_before = service_clock(box, previous) if previous is not None else None
     cfg = apply_scenario(run, scenario, records)
     if cfg is not None:
-        ready = wait_ready(box, cfg, matrix.ready_timeout, run.console.waiting)
-        records.append(ready)
-        if ready.verdict is Verdict.PASS:
-            records += battery(box, cfg, run.ctx.facts, observe=run.console.waiting)
+        records += ready_and_battery(
+            box, cfg, run.ctx.facts, matrix.ready_timeout, run.console.waiting
+        )
         settled = service_clock(box, cfg)
         if previous is not None and clock_before is not None:
             records += scope(matrix, previous, cfg, clock_before, settled)

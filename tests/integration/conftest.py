@@ -78,10 +78,12 @@ def make_stack_box(tmp_path: Path) -> Iterator[Callable[..., Box]]:
 
 @pytest.fixture
 def short_lock_grace() -> Iterator[None]:
-    """Gate runs started by this test get a 1 s lock grace (a killed run's lock lapses fast)."""
-    harness.EXTRA_ENV["GATE_LOCK_GRACE"] = "1"
+    """Gate runs started by this test get a 1 s lock grace (a killed run's lock lapses fast)
+    and no on-box watchdog: these tests prove what a dirty box and `--recover` do."""
+    harness.EXTRA_ENV.update(GATE_LOCK_GRACE="1", GATE_WATCHDOG_S="0")
     yield
-    harness.EXTRA_ENV.pop("GATE_LOCK_GRACE", None)
+    for name in ("GATE_LOCK_GRACE", "GATE_WATCHDOG_S"):
+        harness.EXTRA_ENV.pop(name, None)
 
 
 @pytest.fixture

@@ -135,6 +135,21 @@ def start_gate(*args: str, out: Path) -> subprocess.Popen[str]:
     )
 
 
+def killed_after(flags: list[str], needle: str, out: Path) -> str:
+    """Start a run, SIGKILL it once a command containing `needle` ran on the box (what a
+    lost link looks like from the box); the dead run's id."""
+    proc = start_gate(*flags, out=out)
+    try:
+        wait_for_event(out, needle)
+        proc.kill()
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return GateRun(-signal.SIGKILL, "", out).run_dir.name
+
+
 def wait_for_event(out: Path, needle: str, timeout: float = 120) -> dict[str, Any]:
     """Poll the running gate's events.jsonl until a command containing `needle` appears."""
 

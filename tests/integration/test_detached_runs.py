@@ -189,15 +189,21 @@ def test_ctrl_c_stops_only_the_following_and_attach_follows_the_run_to_its_end(
 
 
 @pytest.mark.slow
-def test_a_stop_that_must_kill_is_exit_4_and_its_recover_hint_puts_the_box_back(
-    sshd_factory: Callable[[], Sshd], make_stack_box: Callable[..., Box], tmp_path: Path
+@pytest.mark.parametrize("watchdog_s", [2, 0], ids=["watchdog", "recover"])
+def test_a_stop_that_must_kill_is_exit_4_and_the_box_is_put_back_without_the_run(
+    watchdog_s: int,
+    sshd_factory: Callable[[], Sshd],
+    make_stack_box: Callable[..., Box],
+    tmp_path: Path,
 ) -> None:
-    """A drain too short for the run's restore: SIGKILL, exit 4, and the printed
-    `--recover` (run as printed, once the killed run's lock has lapsed) restores the box."""
+    """A drain too short for the run's restore: SIGKILL, exit 4. Then the on-box watchdog
+    (the inventory's watchdog_s, shipped with the run) restores the box by itself; with
+    the watchdog off, the printed `--recover`, run as printed once the killed run's lock
+    has lapsed, does."""
     server = sshd_factory()
     box = make_stack_box()
     before = config_and_secret_hashes(box)
-    flags = ssh_args(server, box, tmp_path / "inventory")
+    flags = ssh_args(server, box, tmp_path / "inventory", watchdog_s=watchdog_s)
     follower = Running([*flags, "--detach", *SCENARIOS], tmp_path / "detached")
     try:
         wait_for_heartbeat(follower, "scenario local-defaults")
@@ -213,18 +219,21 @@ def test_a_stop_that_must_kill_is_exit_4_and_its_recover_hint_puts_the_box_back(
     assert "was killed (SIGKILL)" in killed.output, killed.output
     assert followed.code == 137, followed.output
     assert (detached_dir(box) / "exit").read_text() == "137\n"
-    assert harness.gate_state(box) == "dirty"
     hint = re.search(r"`(invoke gate [^`]*--recover)`", killed.output)
     assert hint, killed.output
-    # The killed run's lock lapses GATE_LOCK_GRACE (30 s) after its last command: watch the
-    # holder go (asking with --recover meanwhile would itself keep the lock alive: any gate
-    # command in flight on the box counts as life for the holder).
+    # The killed run's lock is let go by its holder: after the watchdog restored the box,
+    # or (watchdog off) GATE_LOCK_GRACE, 30 s, after the run's last command ended.
     holder = box.path / ".gate" / "holder.json"
     assert holder.exists(), "the killed run's lock is not held: nothing to wait for"
-    wait_for("the killed run's lock to lapse", holder.exists, lambda held: not held, 120)
-    words = shlex.split(hint[1])
-    done = harness.run_in_repo([sys.executable, "-m", "invoke", *words[1:]])
-    assert done.returncode == 0, done.stdout + done.stderr
+    wait_for("the killed run's lock to be let go", holder.exists, lambda held: not held, 120)
+    if watchdog_s:
+        journal = (box.path / ".gate" / "journal.jsonl").read_text()
+        assert '"watchdog-restored"' in journal, journal[-2000:]
+    else:
+        assert harness.gate_state(box) == "dirty"
+        words = shlex.split(hint[1])
+        done = harness.run_in_repo([sys.executable, "-m", "invoke", *words[1:]])
+        assert done.returncode == 0, done.stdout + done.stderr
     assert_restored(box, before)
 
 

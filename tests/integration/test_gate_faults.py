@@ -28,6 +28,7 @@ from harness import (
     Box,
     GateRun,
     config_and_secret_hashes,
+    killed_after,
     run_gate,
     start_gate,
     wait_for,
@@ -235,19 +236,10 @@ def test_a_runner_killed_in_the_middle_of_a_fault_leaves_it_for_recover_to_heal(
     box = make_stack_box()
     hashes = config_and_secret_hashes(box)
     local = ["--local", "--dir", str(box.path)]
-    out = tmp_path / "killed"
-    proc = start_gate(*local, "--fault-injection", "--no-backup", *SAMPLE, out=out)
-    try:
-        wait_for_event(out, "stackctl stop node")
-        proc.kill()
-        assert proc.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    flags = [*local, "--fault-injection", "--no-backup", *SAMPLE]
+    killed = killed_after(flags, "stackctl stop node", tmp_path / "killed")
     opened = [e for e in journal(box) if e["event"] == "repair-open"]
-    assert [(e["run_id"], e["what"]) for e in opened] == [(run_dir.name, "node stopped: heal node")]
+    assert [(e["run_id"], e["what"]) for e in opened] == [(killed, "node stopped: heal node")]
     wait_for("the killed run's lock lapsed", lambda: journal(box), lapsed, timeout=60)
     assert box.status()[1]["services"]["node"]["state"] == "exited"
 

@@ -243,8 +243,8 @@ def test_the_box_runs_the_same_run_locally_and_reads_facts_from_a_file() -> None
     host = HostSpec(
         name="box", host="h", control="./ctl", requirements={"workers": "2", "x": 'q"uote'}
     )
-    parsed = tomllib.loads(inventory_toml(host, "/s", {**opts.facts, "workers": "3"}))
-    assert parsed["dir"] == "/s" and parsed["control"] == "./ctl"
+    parsed = tomllib.loads(inventory_toml(host, "/s", {**opts.facts, "workers": "3"}, 7))
+    assert parsed["dir"] == "/s" and parsed["control"] == "./ctl" and parsed["watchdog_s"] == 7
     assert parsed["requirements"] == {
         "workers": "3",
         "x": 'q"uote',

@@ -15,7 +15,7 @@ import pytest
 from fakestack import SECRETS, FakeStack, sha256
 
 from gate.artifacts import Artifacts
-from gate.battery import battery, wait_ready
+from gate.battery import battery, ready_and_battery, wait_ready
 from gate.box import Box, Event, Kind
 from gate.capture import capture
 from gate.checks import CheckRecord, Verdict, check_secrets_kept, check_secrets_present
@@ -442,3 +442,25 @@ def test_readiness_without_answering_endpoints_never_passes_on_status_alone(
     assert record.verdict is Verdict.FAIL
     assert '"status": "not asked yet"' in record.observed
     assert "./stackctl status --json" not in stack.target.commands[-3:]
+
+
+def test_the_battery_after_readiness_takes_readinesss_status_read(
+    make_stack: Callable[..., FakeStack],
+) -> None:
+    """The stack's status command runs for readiness, not once more a moment later for the
+    battery (issue 10: the status command called no more often than a verdict needs)."""
+    events: list[Event] = []
+    stack = make_stack()
+    box = stack.connect(events=events)
+    cfg = read_config(box).value
+    assert cfg is not None
+    status = f"{box.control_command} {box.contract.status.command}"
+    counters_on_status = [c for c in box.contract.counters if c.probe == "status"]
+    assert not counters_on_status  # else the counter's own re-reads would be counted too
+
+    before = len(events)
+    records = ready_and_battery(box, cfg, FACTS, timeout=5)
+    asked = [e.command for e in events[before:]]
+    assert red({r.name: r for r in records}) == set()
+    assert asked.count(status) == 1, asked  # the one ready poll; the battery reused it
+    assert any("api" in command or "http" in command for command in asked)  # battery read
