@@ -68,6 +68,12 @@ class Options:
     compare: tuple[str, ...] = ()
     """Two results dirs to compare (read-only, no box): gate/report/compare.py."""
     """Where the markdown summary for CI goes (also appended to $GITHUB_STEP_SUMMARY)."""
+    detach: bool = False
+    """Run on the box with --local, detached from the link; follow it (gate/detach/)."""
+    attach: bool = False
+    """Follow the box's detached run again (gate/detach/)."""
+    stop: bool = False
+    """End the box's detached run: SIGTERM, then SIGKILL after the drain (gate/detach/)."""
     program: str = "invoke gate"
     """How the user ran gate (`invoke gate` or the `gate` script): hints say the same."""
 

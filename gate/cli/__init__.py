@@ -16,6 +16,7 @@ from gate.cli.flags import options_from
 from gate.cli.listing import list_plan
 from gate.cli.report_cmd import compare_runs
 from gate.cli.validation import validate
+from gate.detach.checks import check_flags
 from gate.engine.engine import TargetFactory, default_target, main, prepare
 from gate.errors import ExitCode, UsageError
 from gate.fleet.hosts import Fleet, plan_fleet
@@ -41,14 +42,19 @@ def run_cli(
             return list_plan(opts, sys.stdout)
         if opts.compare:
             return compare_runs(opts.compare, sys.stdout)
+        detached = check_flags(opts)  # --detach/--attach/--stop first: their lines say more
         validate(opts)
         if fleet is not None:
             check_fleet(opts, fleet)
     except UsageError as exc:
         Console(Redactor(), stream).line(f"gate: {exc}", "bold red")
         return ExitCode.USAGE
-    if fleet is not None:
+    if fleet is not None:  # each box's child gate gets the same flags (--detach too)
         return run_fleet(opts, raw, fleet, stream)
+    if detached is not None:  # --detach / --attach / --stop: gate/detach/
+        from gate.detach.verbs import run_verb
+
+        return run_verb(detached, opts, stream)
     return main(opts, stream, target)
 
 

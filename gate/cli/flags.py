@@ -62,6 +62,9 @@ COMMON: tuple[Flag, ...] = (
     Flag("known_hosts", "extra known_hosts file (default inventory/known_hosts)", "path", "FILE"),
     Flag("fact", "key=value for scenario requirements (repeatable)", "repeat", "KEY=VALUE"),
     Flag("inventory", "the inventory dir (default inventory)", "path", "DIR"),
+    Flag("detach", "run on the box itself, detached from this link (docs/detached-runs.md)"),
+    Flag("attach", "follow the box's detached run again; fetch its results, exit with its code"),
+    Flag("stop", "end the box's detached run: SIGTERM (it restores), SIGKILL after the drain"),
 )
 
 
@@ -103,6 +106,9 @@ def options_from(raw: Mapping[str, Any]) -> Options:
         facts=parse_facts(given.get("fact", ())),
         inventory_dir=Path(given.get("inventory", "inventory")),
         phases=frozenset(name for name in phase_flags if given.get(name)),
+        detach=bool(given.get("detach")),
+        attach=bool(given.get("attach")),
+        stop=bool(given.get("stop")),
     )
 
 
