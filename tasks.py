@@ -24,6 +24,42 @@ def report(c: Context, results_dir: str) -> None:
     sys.exit(regenerate(results_dir))
 
 
+@task(
+    iterable=["scenario", "fact"],
+    help={
+        "branch": "a branch (or origin/ branch, or tag) of the stack's repository on the box",
+        "mode": "check | targeted (default: the first declared scenario) | matrix",
+        "keep": "keep the dedicated checkout on the box (the canonical is restored anyway)",
+    },
+)
+def e2e(
+    c: Context,
+    branch: str,
+    mode: str = "targeted",
+    keep: bool = False,
+    host: str = "",
+    local: bool = False,
+    dir: str = "",
+    control: str = "",
+    inventory: str = "",
+    matrix: str = "",
+    out: str = "",
+    known_hosts: str = "",
+    transport: str = "",
+    accept_new_host_key: bool = False,
+    strict: bool = False,
+    scenario: list[str] | None = None,
+    fact: list[str] | None = None,
+) -> None:
+    """Gate BRANCH of the stack on the box, then restore the canonical stack (docs/e2e.md)."""
+    from gate.e2e.cli import run_e2e
+
+    raw = dict(locals())
+    for name in ("c", "branch", "mode", "keep", "run_e2e"):
+        raw.pop(name, None)
+    sys.exit(run_e2e(branch, raw, mode=mode, keep=keep))
+
+
 @task
 def demo(c: Context) -> None:
     """Deploy the sample stack and gate it, locally and over a loopback sshd."""
