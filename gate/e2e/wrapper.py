@@ -28,6 +28,7 @@ from gate.artifacts import Artifacts, new_run_id
 from gate.battery import wait_ready
 from gate.box import APPLY_TIMEOUT, Box, Kind, answered
 from gate.checks import CheckRecord, Verdict
+from gate.contract import StackContract
 from gate.e2e import checkout as git
 from gate.e2e.inner import run_gate
 from gate.e2e.spec import MODES, BranchDeploy, load_deploy, mode_flags
@@ -37,6 +38,7 @@ from gate.engine.results import write_manifest, write_results
 from gate.engine.run import Run, RunContext
 from gate.errors import BackupRefused, BoxDirty, ExitCode, GateError, PreflightError, UsageError
 from gate.fit import check_declarations, fit_contract
+from gate.inventory import HostSpec
 from gate.lock import BoxLock, lock_grace
 from gate.matrix import validate_matrix
 from gate.observe import read_config
@@ -48,6 +50,7 @@ from gate.restore import restore_and_prove
 from gate.result import Result
 from gate.signals import Interrupted, process_guard
 from gate.snapshot import Journal
+from gate.target import Target
 
 PHASE = "e2e"
 SIGNAL_CODES = (ExitCode.SIGINT, ExitCode.SIGTERM, ExitCode.SIGHUP)
@@ -92,9 +95,38 @@ def main(
     if guard.first is not None:
         console.line(f"gate: {Interrupted(guard.first)} before the run began: nothing touched")
         return Interrupted(guard.first).exit_code
-    ctx = RunContext(opts, contract_file, host, new_run_id(), (), grace)
-    run = Run(ctx, console, Artifacts(opts.out, ctx.run_id, redactor), guard)
-    return Wrapper(run, target, deploy, scenarios).execute()
+    try:
+        with target(host, opts.accept_new_host_key) as opened:
+            found = inspect(opened, host, contract_file.contract, opts.branch)
+            if guard.first is not None:
+                raise Interrupted(guard.first)
+            ctx = RunContext(opts, contract_file, host, new_run_id(), (), grace)
+            run = Run(ctx, console, Artifacts(opts.out, ctx.run_id, redactor), guard)
+            return Wrapper(run, opened, found, deploy, scenarios).execute()
+    except (GateError, Interrupted) as exc:  # before the run began: nothing was touched
+        console.line(f"gate: {exc}: nothing touched", "bold red")
+        return exc.exit_code
+
+
+@dataclass(frozen=True)
+class Found:
+    """What the box said before anything was written: the canonical checkout, the
+    branch's commit, and where the dedicated checkout goes."""
+
+    canonical: git.Canonical
+    commit: str
+    checkout: str
+
+
+def inspect(target: Target, host: HostSpec, contract: StackContract, branch: str) -> Found:
+    """Read-only, before boxtool goes up (nothing written, not even under .gate/): the
+    canonical checkout, BRANCH in it, no checkout left at its place; else a usage error."""
+    box = Box(target, host, contract, lambda _event: None)
+    canonical = git.find_canonical(box)
+    commit = git.resolve_branch(box, canonical, branch)
+    path = git.checkout_path(canonical, branch)
+    git.refuse_existing(box, path)
+    return Found(canonical, commit, path)
 
 
 def _scenarios(opts: E2EOptions, matrix: object) -> tuple[str, ...]:
@@ -118,11 +150,17 @@ class Wrapper:
     """One e2e: the canonical stack's run (its box, lock, baseline) with the branch inside."""
 
     def __init__(
-        self, run: Run, target: TargetFactory, deploy: BranchDeploy, scenarios: tuple[str, ...]
+        self,
+        run: Run,
+        target: Target,
+        found: Found,
+        deploy: BranchDeploy,
+        scenarios: tuple[str, ...],
     ) -> None:
         self.run = run
         self.opts: E2EOptions = run.ctx.opts  # type: ignore[assignment]
-        self._target = target
+        self.target = target
+        self.found = found
         self.deploy = deploy
         self.scenarios = scenarios
         self.inner_code: int | None = None
@@ -164,33 +202,30 @@ class Wrapper:
         run, host = self.run, self.run.ctx.host
         mode = "local" if host.local else f"ssh, {host.transport} transport"
         run.console.phase("connect", f"{host.name} ({mode}, e2e of {self.opts.branch})")
-        with self._target(host, self.opts.accept_new_host_key) as target:
-            target.notice = lambda text: run.note(text, "yellow")
-            box = Box(
-                target,
-                host,
-                run.ctx.contract_file.contract,
-                run.artifacts.record_event,
-                run.guard.checkpoint,
-                run_id=run.ctx.run_id,
+        target, found = self.target, self.found
+        target.notice = lambda text: run.note(text, "yellow")
+        box = Box(
+            target,
+            host,
+            run.ctx.contract_file.contract,
+            run.artifacts.record_event,
+            run.guard.checkpoint,
+            run_id=run.ctx.run_id,
+        )
+        write_manifest(run, target.name, preflight(box))
+        lock = BoxLock(box, run.ctx.run_id, exclusive=True, grace=run.ctx.lock_grace)
+        lock.acquire()
+        try:
+            run.attach(box, Journal(box, run.ctx.run_id, self.opts.mode))
+            run.journal_note(
+                "start", branch=self.opts.branch, commit=found.commit, checkout=found.checkout
             )
-            # read-only, before boxtool goes up: bad input here leaves the box untouched
-            canonical = git.find_canonical(box)
-            commit = git.resolve_branch(box, canonical, self.opts.branch)
-            path = git.checkout_path(canonical, self.opts.branch)
-            git.refuse_existing(box, path)
-            write_manifest(run, target.name, preflight(box))
-            lock = BoxLock(box, run.ctx.run_id, exclusive=True, grace=run.ctx.lock_grace)
-            lock.acquire()
-            try:
-                run.attach(box, Journal(box, run.ctx.run_id, self.opts.mode))
-                run.journal_note("start", branch=self.opts.branch, commit=commit, checkout=path)
-                self._e2e(box, canonical, commit, path)
-                run.journal_note("end", verdict=str(run.ledger.verdict()))
-            finally:
-                with run.guard.shielded(), contextlib.suppress(GateError):
-                    box.remove_spec()
-                lock.release()
+            self._e2e(box, found.canonical, found.commit, found.checkout)
+            run.journal_note("end", verdict=str(run.ledger.verdict()))
+        finally:
+            with run.guard.shielded(), contextlib.suppress(GateError):
+                box.remove_spec()
+            lock.release()
 
     def _e2e(self, box: Box, canonical: git.Canonical, commit: str, path: str) -> None:
         run = self.run
