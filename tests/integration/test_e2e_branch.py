@@ -183,6 +183,7 @@ def test_a_good_branch_passes_and_the_canonical_is_proven_restored(
     run = e2e("good", *flags, out=tmp_path / "out")  # --mode targeted by default
 
     assert run.code == 0, run.output
+    before.assert_restored("good")
     inner = branch_run(run)
     assert inner.summary["exit_code"] == 0
     manifest = (inner.run_dir / "manifest.json").read_text()
@@ -192,7 +193,6 @@ def test_a_good_branch_passes_and_the_canonical_is_proven_restored(
     assert verdicts["e2e: branch stack applied"] == "pass"
     assert verdicts["e2e: canonical checkout's git state unchanged"] == "pass"
     assert verdicts["restore: config bytes identical"] == "pass"
-    before.assert_restored("good")
 
 
 @pytest.mark.slow
