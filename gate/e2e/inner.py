@@ -8,16 +8,20 @@ the branch's stack and finish, and only then unwinds itself (gate/signals.py).
 from __future__ import annotations
 
 import codecs
+import contextlib
+import ctypes
 import os
-import select
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from gate.signals import SignalGuard
 
 GATE_MAIN = "from gate.cli.script import main; main()"
 POLL_S = 0.2
+PR_SET_PDEATHSIG = 1
 
 
 def gate_argv(flags: Sequence[str]) -> list[str]:
@@ -25,38 +29,44 @@ def gate_argv(flags: Sequence[str]) -> list[str]:
     return [sys.executable, "-c", GATE_MAIN, *flags]
 
 
-def run_gate(flags: Sequence[str], guard: SignalGuard, echo: Callable[[str], None]) -> int:
-    """Run the gate to its end, each line it prints handed to `echo`; its exit code (a
-    signal forwarded to it still lets it restore its box and exit)."""
+def run_gate(
+    flags: Sequence[str], log: Path, guard: SignalGuard, echo: Callable[[str], None]
+) -> int:
+    """Run the gate to its end, its output written to the file `log` (never a pipe: a
+    wrapper that dies must not take the child's stdout with it, or its restore would die
+    on the first line it prints) and each line handed to `echo` as it comes; its exit code
+    (a signal forwarded to it still lets it restore its box and exit)."""
     env = {**os.environ, "NO_COLOR": "1"}
-    child = subprocess.Popen(
-        gate_argv(flags),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        start_new_session=True,
-    )
-    assert child.stdout is not None
-    fd = child.stdout.fileno()
+    with os.fdopen(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as sink:
+        child = subprocess.Popen(
+            gate_argv(flags),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    forwarded, pending, open_ = False, "", True
-    while open_:
-        if guard.received and not forwarded:
-            forwarded = True
-            child.send_signal(guard.received[0])
-        readable, _, _ = select.select([fd], [], [], POLL_S)
-        if not readable:
-            # ended, and nothing more to read: a grandchild may hold the pipe open
-            open_ = child.poll() is None
-            continue
-        chunk = os.read(fd, 65536)
-        open_ = bool(chunk)
-        pending = _lines(pending + decoder.decode(chunk, final=not open_), echo, final=not open_)
-    _lines(pending + decoder.decode(b"", final=True), echo, final=True)
-    child.stdout.close()
-    code = child.wait()
+    forwarded, pending, code = False, "", None
+    with log.open("rb") as tail:
+        while code is None:
+            if guard.received and not forwarded:
+                forwarded = True
+                child.send_signal(guard.received[0])
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = child.wait(timeout=POLL_S)
+            pending = _lines(pending + decoder.decode(tail.read()), echo, final=False)
+        _lines(pending + decoder.decode(tail.read(), final=True), echo, final=True)
     return code if code >= 0 else 128 - code
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the wrapper dies (Linux), so a killed wrapper does not
+    leave the branch's gate running on; it restores the branch's stack and ends."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _lines(text: str, echo: Callable[[str], None], final: bool) -> str:

@@ -45,12 +45,14 @@ from gate.observe import read_config
 from gate.options import Options, load_contract_file
 from gate.phases.safety_backup import MADE, backup_and_verify, remove_archive, rollback
 from gate.redact import Redactor
+from gate.repairs import Repair, mend, open_repair
+from gate.repairs import tool as repair_tool
 from gate.report import Console
 from gate.restore import restore_and_prove
 from gate.result import Result
 from gate.signals import Interrupted, process_guard
 from gate.snapshot import Journal
-from gate.target import Target
+from gate.target import Target, quote
 
 PHASE = "e2e"
 SIGNAL_CODES = (ExitCode.SIGINT, ExitCode.SIGTERM, ExitCode.SIGHUP)
@@ -306,6 +308,8 @@ class Wrapper:
         assert down is not None  # main() refuses a contract without one
         if not self._step("canonical stack stopped", self._control(box, down)):
             return
+        # before the branch can run: a killed e2e leaves this for `--recover` (or a watchdog)
+        open_repair(run, branch_repair(branch, stack_dir))
         self.branch_started = True
         if not self._step("branch stack applied", self._control(branch, contract.actions.apply)):
             return
@@ -332,16 +336,10 @@ class Wrapper:
         flags = [*branch_flags(opts, stack_dir, run), *mode_flags(opts.e2e_mode, self.scenarios)]
         run.artifacts.write_text("e2e/gate-command.txt", " ".join(flags) + "\n")
         run.journal_note("branch-gate", mode=opts.e2e_mode)
-        lines: list[str] = []
-
-        def echo(line: str) -> None:
-            lines.append(line)
-            run.console.line("  " + line)
-
-        try:
-            code = run_gate(flags, run.guard, echo)
-        finally:
-            run.artifacts.write_text("e2e/gate.log", "\n".join(lines) + "\n")
+        log = run.artifacts.dir / "e2e" / "gate.log"
+        log.parent.mkdir(mode=0o700, exist_ok=True)
+        code = run_gate(flags, log, run.guard, lambda line: run.console.line("  " + line))
+        run.artifacts.write_text("e2e/gate.log", log.read_text(errors="replace"))  # redacted
         self.inner_code = code
         verdict = {0: Verdict.PASS, 3: Verdict.INCONCLUSIVE}.get(code, Verdict.FAIL)
         self._record_verdict(f"gate --mode {opts.e2e_mode} on {opts.branch}", verdict, code)
@@ -375,12 +373,12 @@ class Wrapper:
             raise dirty[0]
 
     def _branch_down(self) -> bool:
-        """Stop the branch's stack if e2e began to start it; whether it is down."""
-        if not self.branch_started or self.branch_box is None:
+        """Stop the branch's stack if e2e began to start it (its repair); whether it is down."""
+        if not self.branch_started or REPAIR_KEY not in self.run.repairs:
             return True
-        down = self.run.box.contract.actions.down
-        assert down is not None
-        return self._step("branch stack stopped", self._control(self.branch_box, down))
+        failures = mend(self.run, REPAIR_KEY)
+        self._record("branch stack stopped", not failures, "exit 0", "; ".join(failures) or "down")
+        return not failures
 
     def _restore_canonical(self) -> None:
         """restore_and_prove; if not proven and a safety backup exists, roll back from it
@@ -432,6 +430,31 @@ class Wrapper:
         self.run.add(
             CheckRecord(f"{PHASE}: {name}", verdict, "exit 0", f"exit {code}", phase=PHASE)
         )
+
+
+REPAIR_KEY = "e2e-branch"
+WAIT_FOR_BRANCH_RUN = (
+    "import fcntl, os; os.makedirs('.gate', exist_ok=True); "
+    "fcntl.flock(open('.gate/lock', 'a'), fcntl.LOCK_EX)"
+)
+"""Waits until no gate run holds the branch checkout's lock (the branch's gate, which
+restores its own stack first), so the stop never races it."""
+
+
+def branch_repair(branch: Box, stack_dir: str) -> Repair:
+    """Stop the branch's stack, once no gate run holds its checkout: a control verb in the
+    checkout (boxtool exec from the canonical stack dir, journaled there)."""
+    down = branch.contract.actions.down
+    where = quote(stack_dir)
+    command = (  # a checkout already gone has nothing left running (e2e stops, then removes)
+        f"[ ! -d {where} ] || {{ cd {where} && python3 -c {quote(WAIT_FOR_BRANCH_RUN)} && "
+        f"{branch.control_command} {down}; }}"
+    )
+    return Repair(
+        REPAIR_KEY,
+        f"the branch's stack at {stack_dir} stopped",
+        (repair_tool("exec", f"{APPLY_TIMEOUT:g}", command),),
+    )
 
 
 def branch_flags(opts: E2EOptions, stack_dir: str, run: Run) -> list[str]:

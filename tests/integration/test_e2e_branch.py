@@ -29,6 +29,7 @@ from harness import (
     config_and_secret_hashes,
     gate_env,
     kill_leftovers,
+    run_gate,
     run_in_repo,
     wait_for,
 )
@@ -159,7 +160,7 @@ class Before:
         self.pids = box.pids()
         assert self.files and self.pids, "nothing to compare the restore with"
 
-    def assert_restored(self, branch: str) -> None:
+    def assert_restored(self, branch: str, checkout_removed: bool = True) -> None:
         box = self.box
         code, status = box.status()
         assert code == 0, f"canonical not healthy after e2e: {status}"
@@ -169,7 +170,7 @@ class Before:
         assert set(box.pids()) == set(self.pids)
         assert all(box.pids()[name] != self.pids[name] for name in self.pids)
         checkout = checkout_of(box, branch)
-        assert not checkout.exists(), f"{checkout} left behind"
+        assert checkout.exists() is not checkout_removed, checkout
         assert processes_under(checkout) == []
 
 
@@ -214,28 +215,39 @@ def test_a_defect_branch_is_red_and_the_canonical_is_proven_restored(
     before.assert_restored("defect")
 
 
-@pytest.mark.slow
-def test_sigint_mid_e2e_stops_the_branch_and_restores_the_canonical(
-    canonical: Box, tmp_path: Path
-) -> None:
-    before = Before(canonical)
+def start_e2e(box: Box, tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """`invoke e2e good --local` in the background, once its branch gate is in its scenario
+    (the scenario's apply is in the branch run's events)."""
     out = tmp_path / "out"
     out.mkdir()
     console = (tmp_path / "console.txt").open("w")
     command = [sys.executable, "-m", "invoke", "e2e", "good", "--local", "--dir",
-               str(canonical.path), "--out", str(out)]  # fmt: skip
+               str(box.path), "--out", str(out)]  # fmt: skip
     proc = subprocess.Popen(command, cwd=REPO, stdout=console, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, env=gate_env())  # fmt: skip
 
-    def scenario_applied() -> bool:  # the branch's gate is inside its scenario
+    def scenario_applied() -> bool:
         return any(
-            '"apply -y"' in line or "apply -y" in line
+            "apply -y" in line
             for path in out.glob("*/branch/*/events.jsonl")
             for line in path.read_text().splitlines()
         )
 
     try:
         wait_for("the branch gate's scenario apply", scenario_applied, bool, timeout=180)
+    except BaseException:
+        proc.kill()
+        raise
+    return proc, out
+
+
+@pytest.mark.slow
+def test_sigint_mid_e2e_stops_the_branch_and_restores_the_canonical(
+    canonical: Box, tmp_path: Path
+) -> None:
+    before = Before(canonical)
+    proc, out = start_e2e(canonical, tmp_path)
+    try:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=300)
     finally:
@@ -247,6 +259,32 @@ def test_sigint_mid_e2e_stops_the_branch_and_restores_the_canonical(
     assert run.verdict("e2e: branch stack stopped") == "pass"
     assert branch_run(run).summary["exit_code"] == 130  # the branch's gate was told, and ended
     before.assert_restored("good")
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("short_lock_grace")
+def test_a_killed_e2e_is_put_back_by_gate_recover(canonical: Box, tmp_path: Path) -> None:
+    before = Before(canonical)
+    checkout = checkout_of(canonical, "good")
+    proc, out = start_e2e(canonical, tmp_path)
+    proc.kill()  # SIGKILL: no restore from the wrapper; its child gate gets SIGTERM
+    proc.wait(timeout=30)
+    branch_summary = wait_for(
+        "the branch gate's summary", lambda: list(out.glob("*/branch/*/summary.json")), bool, 120
+    )
+    assert '"exit_code": 143' in branch_summary[0].read_text()
+    assert canonical.status()[0] != 0, "the canonical should be down: the wrapper was killed"
+
+    recovered = run_gate("--recover", "--local", "--dir", str(canonical.path),
+                         out=tmp_path / "recover")  # fmt: skip
+
+    assert recovered.code == 0, recovered.output
+    stack_dir = str(checkout)
+    said = f"recover: the branch's stack at {stack_dir} stopped: mended"
+    assert said in recovered.summary["notes"], recovered.output
+    before.assert_restored("good", checkout_removed=False)
+    again = e2e("good", "--local", "--dir", str(canonical.path), out=tmp_path / "again")
+    assert again.code == 2 and "already exists" in again.output, again.output
 
 
 # --- bad input: one line, exit 2, nothing touched --------------------------------------------
