@@ -11,6 +11,7 @@ process_guard()  # first: a Ctrl-C while the rest loads is answered with 130, no
 from invoke import Context, task  # noqa: E402
 
 from gate.cli.invoke_task import exit_2_on_parse_errors, gate_task  # noqa: E402
+from gate.e2e.cli import e2e_flag_help  # noqa: E402
 
 exit_2_on_parse_errors()
 gate = gate_task()
@@ -26,11 +27,7 @@ def report(c: Context, results_dir: str) -> None:
 
 @task(
     iterable=["scenario", "fact"],
-    help={
-        "branch": "a branch (or origin/ branch, or tag) of the stack's repository on the box",
-        "mode": "check | targeted (default: the first declared scenario) | matrix",
-        "keep": "keep the dedicated checkout on the box (the canonical is restored anyway)",
-    },
+    help={**e2e_flag_help(), "branch": "a branch (or origin/ branch, or tag) of the stack's repo"},
 )
 def e2e(
     c: Context,

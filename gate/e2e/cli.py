@@ -29,6 +29,14 @@ MODE_HELP = (
 KEEP_HELP = "keep the dedicated checkout on the box (its stack is stopped, the canonical restored)"
 
 
+def e2e_flag_help() -> dict[str, str]:
+    """`invoke --help e2e`: gate's own help for the flags it passes through, and e2e's."""
+    from gate.cli.flags import table
+
+    texts = {flag.name: flag.help for flag in table() if flag.name in GATE_FLAGS}
+    return {**texts, "mode": MODE_HELP, "keep": KEEP_HELP}
+
+
 def run_e2e(
     branch: str,
     raw: Mapping[str, Any],
