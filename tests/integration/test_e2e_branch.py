@@ -194,6 +194,11 @@ def test_a_good_branch_passes_and_the_canonical_is_proven_restored(
     assert verdicts["e2e: branch stack applied"] == "pass"
     assert verdicts["e2e: canonical checkout's git state unchanged"] == "pass"
     assert verdicts["restore: config bytes identical"] == "pass"
+    secrets = [v for k, v in canonical.env().items() if k.endswith(("_TOKEN", "_PASSWORD")) and v]
+    secrets += [p.read_text().strip() for p in (canonical.path / "secrets").glob("*.key")]
+    assert len(secrets) >= 3
+    written = run.everything_written()
+    assert [s for s in secrets if s in written] == []  # the branch's results included
 
 
 @pytest.mark.slow
@@ -203,7 +208,7 @@ def test_a_defect_branch_is_red_and_the_canonical_is_proven_restored(
     before = Before(canonical)
     flags = ssh_args(sshd, canonical, tmp_path / "inventory")
 
-    run = e2e("defect", *flags, "--mode", "check", out=tmp_path / "out", script=True)
+    run = e2e("defect", *flags, "--mode", "check", "--keep", out=tmp_path / "out", script=True)
 
     assert run.code == 1, run.output
     inner = branch_run(run)
@@ -212,7 +217,8 @@ def test_a_defect_branch_is_red_and_the_canonical_is_proven_restored(
     assert (tier["verdict"], tier["observed"]) == ("fail", '"bogus-mini"')
     assert run.verdict("e2e: gate --mode check on defect") == "fail"
     assert run.verdict("restore: check: " + TIER_CHECK) == "pass"  # the canonical's own code
-    before.assert_restored("defect")
+    before.assert_restored("defect", checkout_removed=False)  # --keep: kept, and stopped
+    assert "the checkout is KEPT" in run.output
 
 
 def start_e2e(box: Box, tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
