@@ -97,17 +97,19 @@ def main(
     if guard.first is not None:
         console.line(f"gate: {Interrupted(guard.first)} before the run began: nothing touched")
         return Interrupted(guard.first).exit_code
-    try:
-        with target(host, opts.accept_new_host_key) as opened:
+    with contextlib.ExitStack() as stack:
+        try:  # connect and read the box; nothing is written before the run begins
+            opened = stack.enter_context(target(host, opts.accept_new_host_key))
             found = inspect(opened, host, contract_file.contract, opts.branch)
             if guard.first is not None:
                 raise Interrupted(guard.first)
-            ctx = RunContext(opts, contract_file, host, new_run_id(), (), grace)
-            run = Run(ctx, console, Artifacts(opts.out, ctx.run_id, redactor), guard)
-            return Wrapper(run, opened, found, deploy, scenarios).execute()
-    except (GateError, Interrupted) as exc:  # before the run began: nothing was touched
-        console.line(f"gate: {exc}: nothing touched", "bold red")
-        return exc.exit_code
+        except (GateError, Interrupted) as exc:
+            console.line(f"gate: {exc}: nothing touched", "bold red")
+            return exc.exit_code
+        ctx = RunContext(opts, contract_file, host, new_run_id(), (), grace)
+        run = Run(ctx, console, Artifacts(opts.out, ctx.run_id, redactor), guard)
+        return Wrapper(run, opened, found, deploy, scenarios).execute()
+    raise AssertionError("unreachable")  # ExitStack swallows nothing; mypy wants a return
 
 
 @dataclass(frozen=True)
@@ -281,12 +283,15 @@ class Wrapper:
             return
         patterns = [contract.config.path, contract.env_file, *contract.secrets.files]
         copied = git.seed(box, box.host.dir, stack_dir, [*patterns, *self.deploy.seed])
+        seeded = contract.config.path in copied and contract.env_file in copied
         self._record(
             "checkout seeded with the canonical config and secrets",
-            contract.config.path in copied and contract.env_file in copied,
+            seeded,
             f"{contract.config.path}, {contract.env_file} and the secret files copied on the box",
             f"{len(copied)} files: {', '.join(copied)}",
         )
+        if not seeded:
+            return
         branch = Box(
             box.target,
             replace(box.host, dir=stack_dir),
