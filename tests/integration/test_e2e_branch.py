@@ -2,7 +2,8 @@
 repository on the box (docs/e2e.md).
 
 The canonical stack is installed from `main`; branch `good` carries a harmless change,
-branch `defect` a real one (the dashboard reports a pool tier the config never said). After
+branch `defect` a real one (the dashboard reports a pool tier the config never said),
+branch `broken` one that keeps the stack from starting at all. After
 every e2e the canonical is checked from raw sources: its config and secret files by hash,
 its stack healthy again through its own stackctl, its git state (HEAD, branch, the index
 file's bytes, staged entries, status, refs) read with git itself, and no process or
@@ -91,6 +92,9 @@ def make_stack_repo(path: Path) -> Path:
     assert HONEST in source, "the sample's dashboard changed: update the seeded defect"
     dashboard.write_text(source.replace(HONEST, DEFECT))
     git(path, "commit", "-qam", "defect: the dashboard reports a tier nobody configured")
+    git(path, "checkout", "-q", "-b", "broken", "main")
+    (path / "stacklib" / "__init__.py").write_text('"""A branch whose stack cannot start."""\n')
+    git(path, "commit", "-qam", "broken: stacklib lost its VERSION")
     git(path, "checkout", "-q", "main")
     return path
 
@@ -248,23 +252,41 @@ def start_e2e(box: Box, tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
 
 
 @pytest.mark.slow
-def test_sigint_mid_e2e_stops_the_branch_and_restores_the_canonical(
-    canonical: Box, tmp_path: Path
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_mid_e2e_stops_the_branch_and_restores_the_canonical(
+    canonical: Box, tmp_path: Path, signum: int, code: int
 ) -> None:
     before = Before(canonical)
     proc, out = start_e2e(canonical, tmp_path)
     try:
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=300)
+        proc.send_signal(signum)
+        ended = proc.wait(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
     output = (tmp_path / "console.txt").read_text()
-    assert code == 130, output
-    run = GateRun(code, output, out)
+    assert ended == code, output
+    run = GateRun(ended, output, out)
     assert run.verdict("e2e: branch stack stopped") == "pass"
-    assert branch_run(run).summary["exit_code"] == 130  # the branch's gate was told, and ended
+    assert branch_run(run).summary["exit_code"] == code  # the branch's gate was told, and ended
     before.assert_restored("good")
+
+
+@pytest.mark.slow
+def test_a_branch_that_cannot_start_is_red_and_its_checkout_kept(
+    canonical: Box, tmp_path: Path
+) -> None:
+    before = Before(canonical)
+
+    run = e2e("broken", "--local", "--dir", str(canonical.path), out=tmp_path / "out")
+
+    assert run.code == 1, run.output
+    assert run.verdict("e2e: branch stack applied") == "fail"
+    assert "e2e: gate --mode targeted on broken" not in run.verdicts()  # never gated
+    # its control command cannot run, so nothing proves its stack down: the checkout stays
+    assert run.verdict("e2e: branch stack stopped") == "fail"
+    assert "the checkout is KEPT" in run.output
+    before.assert_restored("broken", checkout_removed=False)
 
 
 @pytest.mark.slow
