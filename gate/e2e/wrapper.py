@@ -27,8 +27,8 @@ from typing import TextIO
 from gate.artifacts import Artifacts, new_run_id
 from gate.battery import wait_ready
 from gate.box import APPLY_TIMEOUT, Box, Kind, answered
-from gate.checks import CheckRecord, Verdict
-from gate.contract import StackContract
+from gate.checks import CheckRecord, Verdict, service_states
+from gate.contract import Config, StackContract
 from gate.e2e import checkout as git
 from gate.e2e.inner import run_gate
 from gate.e2e.spec import MODES, BranchDeploy, load_deploy, mode_flags
@@ -41,9 +41,10 @@ from gate.fit import check_declarations, fit_contract
 from gate.inventory import HostSpec
 from gate.lock import BoxLock, lock_grace
 from gate.matrix import validate_matrix
-from gate.observe import read_config
+from gate.observe import read_config, read_probe, read_status
 from gate.options import Options, load_contract_file
 from gate.phases.safety_backup import MADE, backup_and_verify, remove_archive, rollback
+from gate.probes import STATUS
 from gate.redact import Redactor
 from gate.repairs import Repair, mend, open_repair
 from gate.repairs import tool as repair_tool
@@ -358,11 +359,20 @@ class Wrapper:
         run = self.run
         dirty: list[BoxDirty] = []
         with run.guard.shielded():
-            branch_down = self._branch_down()
-            try:
-                self._restore_canonical()
-            except BoxDirty as exc:
-                dirty.append(exc)
+            stopped, running = self._branch_down()
+            if running:  # never start the canonical on top of it: its restore could not pass
+                dirty.append(
+                    BoxDirty(
+                        f"the branch's stack at {self.checkout} still runs "
+                        f"({', '.join(running)}): the canonical was NOT started. Stop the "
+                        f"branch's stack, then run `{run.hint('--recover')}`"
+                    )
+                )
+            else:
+                try:
+                    self._restore_canonical()
+                except BoxDirty as exc:
+                    dirty.append(exc)
             after = git.git_state(box, canonical)
             changed = sorted(k for k in git_before if git_before[k] != after.get(k))
             self._record(
@@ -373,17 +383,29 @@ class Wrapper:
             )
             if changed:
                 dirty.append(BoxDirty(f"the canonical checkout's git state changed: {changed}"))
-            self._remove_checkout(box, canonical, branch_down)
+            self._remove_checkout(box, canonical, stopped and not running)
         if dirty:
             raise dirty[0]
 
-    def _branch_down(self) -> bool:
-        """Stop the branch's stack if e2e began to start it (its repair); whether it is down."""
-        if not self.branch_started or REPAIR_KEY not in self.run.repairs:
-            return True
-        failures = mend(self.run, REPAIR_KEY)
-        self._record("branch stack stopped", not failures, "exit 0", "; ".join(failures) or "down")
-        return not failures
+    def _branch_down(self) -> tuple[bool, list[str]]:
+        """Stop the branch's stack if e2e began to start it (its repair): whether the stop
+        succeeded, and the services the branch's own status still reports running."""
+        run = self.run
+        if not self.branch_started or REPAIR_KEY not in run.repairs or self.branch_box is None:
+            return True, []
+        repair = run.repairs[REPAIR_KEY]
+        failures = mend(run, REPAIR_KEY)
+        running = still_running(self.branch_box, run.config)
+        if running and not failures:  # the stop said yes and the stack says no: keep it open
+            open_repair(run, repair)
+        said = "; ".join(failures) or (f"still running: {', '.join(running)}" if running else "")
+        self._record(
+            "branch stack stopped",
+            not failures and not running,
+            "the stop exits 0 and the branch's status lists no running service",
+            said or "down",
+        )
+        return not failures, running
 
     def _restore_canonical(self) -> None:
         """restore_and_prove; if not proven and a safety backup exists, roll back from it
@@ -444,6 +466,25 @@ WAIT_FOR_BRANCH_RUN = (
 )
 """Waits until no gate run holds the branch checkout's lock (the branch's gate, which
 restores its own stack first), so the stop never races it."""
+
+
+def still_running(branch: Box, cfg: Config) -> list[str]:
+    """The services the branch's own services probe reports running ([] when it reports
+    none, or cannot be read: a stack whose control cannot run has nothing it started)."""
+    spec = branch.contract.services
+    _code, status = read_status(branch)
+    reading = (
+        status
+        if spec.probe == STATUS
+        else read_probe(branch, branch.contract.probe(spec.probe), cfg)
+    )
+    if not reading.usable or reading.value is None:
+        return []
+    try:
+        states = service_states(reading.value, spec)
+    except ValueError:
+        return []
+    return sorted(name for name, state in states.items() if state == spec.running)
 
 
 def branch_repair(branch: Box, stack_dir: str) -> Repair:

@@ -3,7 +3,8 @@ repository on the box (docs/e2e.md).
 
 The canonical stack is installed from `main`; branch `good` carries a harmless change,
 branch `defect` a real one (the dashboard reports a pool tier the config never said),
-branch `broken` one that keeps the stack from starting at all. After
+branch `broken` one that keeps the stack from starting at all, branch `sticky` a
+`stackctl down` that says "Stopped" and stops nothing. After
 every e2e the canonical is checked from raw sources: its config and secret files by hash,
 its stack healthy again through its own stackctl, its git state (HEAD, branch, the index
 file's bytes, staged entries, status, refs) read with git itself, and no process or
@@ -44,6 +45,7 @@ DASHBOARD = "stacklib/services/dashboard.py"
 HONEST = '"tier": pool.get("tier")'
 DEFECT = '"tier": "bogus-" + str(pool.get("tier"))'
 TIER_CHECK = "api: pool tier matches pool.tier"
+STOPS = "    if sup.running():\n        sup.shutdown()\n"
 
 
 def git(repo: Path, *args: str) -> str:
@@ -95,6 +97,12 @@ def make_stack_repo(path: Path) -> Path:
     git(path, "checkout", "-q", "-b", "broken", "main")
     (path / "stacklib" / "__init__.py").write_text('"""A branch whose stack cannot start."""\n')
     git(path, "commit", "-qam", "broken: stacklib lost its VERSION")
+    git(path, "checkout", "-q", "-b", "sticky", "main")
+    cli = path / "stacklib" / "cli.py"
+    source = cli.read_text()
+    assert STOPS in source, "the sample's stackctl down changed: update the seeded defect"
+    cli.write_text(source.replace(STOPS, "    pass  # sticky: down stops nothing\n"))
+    git(path, "commit", "-qam", "sticky: stackctl down says Stopped and stops nothing")
     git(path, "checkout", "-q", "main")
     return path
 
@@ -313,6 +321,31 @@ def test_a_killed_e2e_is_put_back_by_gate_recover(canonical: Box, tmp_path: Path
     before.assert_restored("good", checkout_removed=False)
     again = e2e("good", "--local", "--dir", str(canonical.path), out=tmp_path / "again")
     assert again.code == 2 and "already exists" in again.output, again.output
+
+
+@pytest.mark.slow
+def test_a_branch_that_will_not_stop_is_dirty_and_the_canonical_never_started_on_it(
+    canonical: Box, tmp_path: Path
+) -> None:
+    before = Before(canonical)
+    checkout = checkout_of(canonical, "sticky")
+
+    run = e2e("sticky", "--local", "--dir", str(canonical.path), "--mode", "check",
+              out=tmp_path / "out")  # fmt: skip
+
+    assert run.code == 4, run.output
+    assert run.verdict("e2e: gate --mode check on sticky") == "pass"
+    assert run.verdict("e2e: branch stack stopped") == "fail"
+    assert "the canonical was NOT started" in run.output
+    assert processes_under(checkout) != []  # the raw source: the branch does still run
+    assert canonical.status()[0] != 0  # and the canonical was left down, not started on it
+    assert checkout.is_dir()
+
+    kill_leftovers(checkout)  # the user stops the branch's stack, then runs the hint
+    recovered = run_gate("--recover", "--local", "--dir", str(canonical.path),
+                         out=tmp_path / "recover")  # fmt: skip
+    assert recovered.code == 0, recovered.output
+    before.assert_restored("sticky", checkout_removed=False)
 
 
 # --- bad input: one line, exit 2, nothing touched --------------------------------------------
