@@ -34,6 +34,7 @@ from gate.contract import (
     fact,
     lookup,
 )
+from gate.e2e import BranchDeploy
 from gate.matrix import Axis, Fact, Matrix, Scenario
 
 REMOTE_WHY = "remote mode needs a node endpoint elsewhere: --fact remote_node_url=http://..."
@@ -305,3 +306,12 @@ MATRIX = Matrix(
     ),
     ready_timeout=120.0,
 )
+
+E2E = BranchDeploy(
+    # stackctl is generated at install time and names the interpreter (one that has
+    # supervisor) the box runs; the branch's own install.sh is then run with it
+    seed=("stackctl",),
+    install="./install.sh . --python \"$(sed -n 's/^exec \\([^ ]*\\) -c .*/\\1/p' stackctl)\"",
+)
+"""`invoke e2e BRANCH` (docs/e2e.md): how a checkout of this stack's repository (install.sh
+and stacklib/ at its top) is made runnable beside the canonical one."""

@@ -40,6 +40,10 @@ def main() -> None:
         from gate.cli.report_cmd import regenerate
 
         sys.exit(regenerate(sys.argv[2] if len(sys.argv) == 3 else ""))
+    if sys.argv[1:2] == ["e2e"]:  # `gate e2e BRANCH ...`: docs/e2e.md
+        from gate.e2e.cli import script_main
+
+        sys.exit(script_main(sys.argv[2:]))
     raw = vars(parser().parse_args())
     from gate.cli import run_cli
 
