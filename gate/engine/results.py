@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from gate import __version__
 from gate.artifacts import git_revision
+from gate.report.stream import ReaderGone
 from gate.report.write import write_views
 
 if TYPE_CHECKING:
@@ -74,7 +75,8 @@ def write_results(run: Run, exit_code: int) -> None:
     if views:
         run.console.line(f"report: {views[0]}")
     if ctx.opts.json:
-        sys.stdout.write(run.artifacts.redact(json.dumps(summary, indent=2, default=str)) + "\n")
+        text = run.artifacts.redact(json.dumps(summary, indent=2, default=str))
+        ReaderGone(sys.stdout).write(text + "\n")  # a reader gone: results/ has it
 
 
 def _reproduce(run: Run) -> str:

@@ -22,6 +22,7 @@ from rich.text import Text
 from gate.checks import CheckRecord, Verdict
 from gate.redact import Redactor
 from gate.report.progress import Progress
+from gate.report.stream import ReaderGone
 from gate.waits import Attempt
 
 STYLE = {
@@ -38,11 +39,11 @@ class Console:
     def __init__(
         self, redactor: Redactor, stream: TextIO | None = None, env: Mapping[str, str] | None = None
     ) -> None:
-        stream = stream or sys.stderr
+        out = ReaderGone(stream or sys.stderr)
         env = os.environ if env is None else env
-        self.fancy = stream.isatty() and not {"NO_COLOR", "CI"} & set(env)
+        self.fancy = out.isatty() and not {"NO_COLOR", "CI"} & set(env)
         self.rich = RichConsole(
-            file=stream,
+            file=out,  # type: ignore[arg-type]  # a TextIOBase: the IO[str] rich writes to
             no_color=not self.fancy,
             force_terminal=self.fancy,
             highlight=False,

@@ -251,6 +251,41 @@ def test_a_converging_value_is_waited_on_while_the_stack_is_ready(
 # --- mutating runs -----------------------------------------------------------------------
 
 
+class PipeClosesAt(io.StringIO):
+    """A console whose reader goes away (`gate | tee` with tee killed) once `text` is
+    written: every later write raises BrokenPipeError, as a closed pipe does."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text, self.closed_pipe = text, False
+
+    def write(self, data: str) -> int:
+        if self.closed_pipe:
+            raise BrokenPipeError(32, "Broken pipe")
+        self.closed_pipe = self.text in data
+        return super().write(data)
+
+
+def test_a_console_whose_reader_went_away_still_restores_the_box(
+    contract: Path, tmp_path: Path
+) -> None:
+    stack = FakeStack()
+    before = stack.files["config.json"].text
+    console = PipeClosesAt("== scenario main-secure-strict")
+    raw = {"local": True, "dir": stack.dir, "matrix": str(contract), "out": str(tmp_path)}
+    code = run_cli(
+        {**raw, "scenario": ["main-secure-strict"]},
+        console,
+        target=lambda _host, _accept: stack.target,
+    )
+    assert console.closed_pipe and "restore" not in console.getvalue()  # gone before it
+    assert code == 0
+    assert stack.files["config.json"].text == before
+    assert json.loads(stack.files[".gate/state.json"].text)["state"] == "clean"
+    run = Outcome(code, console.getvalue(), tmp_path)
+    assert run.verdict("restore: config bytes identical") == "pass"
+
+
 def test_one_scenario_is_applied_then_restored_and_proven(contract: Path, tmp_path: Path) -> None:
     stack = FakeStack()
     before = stack.files["config.json"].text
