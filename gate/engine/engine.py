@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from gate.artifacts import Artifacts, new_run_id
 from gate.box import Box, answered
+from gate.capture import capture
 from gate.checks import Verdict
 from gate.contract import StackContract
 from gate.engine.baseline import check_identity, refuse_dirty, take_baseline
@@ -218,8 +219,26 @@ class Engine:
             self._finish(raised)
 
     def _run_phase(self, phase: Phase) -> None:
-        self.run.journal_note("phase", phase=phase.name)
-        phase.run(self.run)
+        run = self.run
+        run.journal_note("phase", phase=phase.name)
+        before = len(run.ledger.records)
+        try:
+            phase.run(run)
+        finally:
+            failed = any(r.verdict is Verdict.FAIL for r in run.ledger.records[before:])
+            if failed and phase.mutates and phase.flag is not None:  # the matrix: per scenario
+                self._capture(phase)
+
+    def _capture(self, phase: Phase) -> None:
+        """A destructive phase failed: the stack's own diagnostics, as they are before the
+        restore puts the box back (the matrix captures per scenario itself)."""
+        where = f"captures/{phase.name}"
+        try:
+            capture(self.run.box, self.run.artifacts, self.run.config, where)
+        except (GateError, Interrupted) as exc:  # the restore comes first: say it, go on
+            self.run.note(f"{phase.name}: diagnostics not captured: {exc}", "yellow")
+            return
+        self.run.note(f"{phase.name} failed: the stack's diagnostics are in {where}/")
 
     def _finish(self, raised: bool) -> None:
         """The restore (unless --keep); with a verified safety backup, first a rollback

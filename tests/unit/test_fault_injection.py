@@ -85,6 +85,7 @@ def test_every_fault_is_armed_injected_degraded_held_and_recovered(tmp_path: Pat
     assert index(stack, "stackctl rm worker-2") < index(stack, "stackctl up")
     assert all(p.state == "running" for p in stack.programs.values())
     assert "restore proven" in run.console
+    assert not (run.run_dir / "captures").exists()  # nothing failed: nothing captured
     written = [run.console] + [p.read_text() for p in run.run_dir.rglob("*") if p.is_file()]
     assert not [k for k, v in SECRETS.items() if any(v in text for text in written)]
 
@@ -158,6 +159,9 @@ def test_a_proxy_that_keeps_admitting_with_the_node_down_is_not_degraded(tmp_pat
     timing = next(f for f in run.summary["faults"] if f["fault"] == "node stopped")
     assert timing["detect_s"] is None and timing["verdict"] == "fail"
     assert "restore proven" in run.console
+    captured = run.run_dir / "captures" / "fault_injection" / "status.txt"
+    assert captured.is_file(), "a failed fault leaves the stack's diagnostics"
+    assert "[exit " in captured.read_text()
 
 
 def test_a_hold_broken_in_the_middle_names_the_sample(tmp_path: Path) -> None:
@@ -197,6 +201,7 @@ def test_a_stack_that_never_recovers_after_sigcont_fails_and_is_rolled_back(
     assert index(stack, "stackctl kill -s CONT node") < index(stack, "stackctl down")
     assert "restore proven" in run.console
     assert all(p.state == "running" for p in stack.programs.values())
+    assert (run.run_dir / "captures" / "fault_injection" / "status.txt").is_file()
 
 
 def test_a_fault_on_a_service_the_config_does_not_run_is_a_by_design_skip(
