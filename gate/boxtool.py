@@ -771,7 +771,24 @@ def watch(run_id: str, silent: float) -> None:
     else:
         journal(run_id, "watchdog-restored", config_sha256=plan["config_sha256"])
         state = {"state": "clean", "run_id": run_id, "phase": "watchdog-restored"}
+    archive = kept_archive(run_id)
+    if archive:  # the run's verified safety backup: named, never removed by the watchdog
+        state["archive"] = archive
     write_atomic(STATE_PATH, json.dumps({**state, "since": time.time()}, sort_keys=True))
+
+
+def kept_archive(run_id: str) -> str:
+    """The safety backup `run_id` verified and never removed ('' if none), from the journal
+    (the runner's `backup` and `backup-removed` events)."""
+    archive = ""
+    for event in journal_lines():
+        if event.get("run_id") != run_id:
+            continue
+        if event.get("event") == "backup":
+            archive = str(event.get("archive") or "")
+        elif event.get("event") == "backup-removed" and event.get("archive") == archive:
+            archive = ""
+    return archive
 
 
 def run_quietly(command: str, timeout: float) -> int:

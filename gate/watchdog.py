@@ -89,10 +89,17 @@ def arm(run: Run, baseline: Baseline) -> None:
 
 def said(state: Mapping[str, object]) -> str:
     """What the watchdog did, from the on-box state ('' if the last word was not its own)."""
+    kept = (
+        f"; that run's verified safety backup is kept at {state['archive']}: remove it once "
+        "the box is trusted"
+        if state.get("archive")
+        else ""
+    )
     if state.get("phase") == RESTORED:
         return (
             f"the on-box watchdog restored this box after run {state.get('run_id')}'s runner "
             "went silent (proven on the box: config bytes, secret fingerprints, status exit 0)"
+            + kept
         )
     if state.get("watchdog"):
         return (

@@ -223,3 +223,20 @@ def test_a_watchdog_that_would_act_within_the_reconnect_budget_is_refused() -> N
         watchdog_limit(host, {})
     assert watchdog_limit(host, {"GATE_WATCHDOG_S": "0"}) == 0.0  # off is always allowed
     assert watchdog_limit(host, {"GATE_WATCHDOG_S": "121"}) == 121.0
+
+
+def test_the_safety_backup_a_killed_run_left_is_named_never_removed(stack: Path) -> None:
+    events = [
+        {"run_id": "r0", "event": "backup", "archive": "backups/old.tgz"},
+        {"run_id": "r1", "event": "backup", "archive": "backups/r1.tgz"},
+        {"run_id": "r2", "event": "backup", "archive": "backups/r2.tgz"},
+        {"run_id": "r2", "event": "backup-removed", "archive": "backups/r2.tgz"},
+    ]
+    (stack / ".gate" / "journal.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    assert boxtool.kept_archive("r1") == "backups/r1.tgz"
+    assert boxtool.kept_archive("r2") == ""  # the run removed its own
+    assert boxtool.kept_archive("r3") == ""
+    state = {"state": "clean", "run_id": "r1", "phase": "watchdog-restored"}
+    assert said({**state, "archive": "backups/r1.tgz"}).endswith(
+        "safety backup is kept at backups/r1.tgz: remove it once the box is trusted"
+    )
