@@ -92,13 +92,13 @@ class GateRun:
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
-def run_gate(inventory_dir: Path, out: Path, args: Sequence[str]) -> GateRun:
-    """`invoke gate --host bench --inventory DIR --out DIR ARGS` from the repo (its
+def run_gate(inventory_dir: Path, out: Path, args: Sequence[str], host: str = "bench") -> GateRun:
+    """`invoke gate --host HOST --inventory DIR --out DIR ARGS` from the repo (its
     matrix.py); the wall time is the user's: interpreter start-up to exit."""
     out.mkdir(parents=True, exist_ok=True)
     before = set(out.iterdir())
     argv = (
-        str(INVOKE), "gate", "--host", "bench", "--inventory", str(inventory_dir),
+        str(INVOKE), "gate", "--host", host, "--inventory", str(inventory_dir),
         "--out", str(out), *args,
     )  # fmt: skip
     began = time.time()

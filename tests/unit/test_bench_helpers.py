@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from benchload import load
@@ -270,3 +271,18 @@ def test_the_004_shaped_matrix_has_its_shape() -> None:
     got = matrix_plans.figures("004", matrix, expected)
     assert (got.shape, got.product, got.bound, got.declared) == ("2,2,2,3,2,2,2", 192, 6, 0)
     assert got.pairwise_share == 1.0
+
+
+def test_the_box_table_gives_each_fleet_size_its_ratio_to_one_box() -> None:
+    def measured(count: int, wall: float, boxes: tuple[float, ...], code: int = 0) -> Any:
+        run = gaterun.GateRun((), code, 0.0, wall, None, "gate fleet: failed")
+        return scenario_growth.Measured("fleet", count, run, boxes)
+
+    found = [measured(1, 8.0, ()), measured(2, 10.0, (9.0, 9.5)), measured(4, 16.0, (15.0,), 1)]
+    rows = scenario_growth.box_table(found, [1, 2, 4])
+    assert [row[:5] for row in rows] == [
+        ("1", "1", "8.0", "1.0x", "-"),
+        ("2", "1", "10.0", "1.2x", "9.5"),
+        ("4", "1", "16.0", "2.0x", "15.0"),
+    ]
+    assert rows[2][5] == "1 run(s) did not pass: gate fleet: failed"
