@@ -10,7 +10,8 @@ The runner writes this file to `<stack>/.gate/detached/boxside.py` and calls it:
                                    go), which starts ARGV, writes state.json, then `exit`
     keep RUNDIR -- ARGV...         the keeper itself (started by `start`, never by hand)
     poll STACK_DIR N [RUNDIR]      the run's status, phase and console tail (JSON): RUNDIR's
-                                   when given (the run the runner follows), else the latest
+                                   when given (the run the runner follows), else the current one
+                                   (one still running, else latest.json's)
     stop STACK_DIR DRAIN_S [RUNDIR]  SIGTERM, wait for `exit` up to DRAIN_S, then SIGKILL
 
 The state file holds the pid AND the start time (/proc/PID/stat field 22) of both the run
@@ -191,6 +192,22 @@ def latest_dir(stack: str) -> str | None:
     return run_dir if isinstance(run_dir, str) else None
 
 
+def current_dir(stack: str) -> str | None:
+    """The run --attach, --stop and --detach's check act on: one still running (the last
+    started, if several), else the one latest.json names. latest.json alone is not enough:
+    of two --detach at once, the box lock refuses one, and latest.json may name that one
+    while the other runs."""
+    root = os.path.join(stack, DETACHED)
+    running = []
+    with contextlib.suppress(OSError):
+        for name in os.listdir(root):
+            run_dir = os.path.join(root, name)
+            found = status_of(run_dir) if os.path.isfile(os.path.join(run_dir, STATE)) else {}
+            if found.get("status") == RUNNING:
+                running.append((found["state"].get("started") or 0, run_dir))
+    return max(running)[1] if running else latest_dir(stack)
+
+
 def status_of(run_dir: str | None) -> dict[str, Any]:
     """Classify the run in `run_dir` from its state file, /proc and its exit file."""
     state = read_json(os.path.join(run_dir, STATE)) if run_dir else None
@@ -214,7 +231,7 @@ def cmd_prepare(stack: str, key: str) -> dict[str, Any]:
         "python": "{}.{}".format(*sys.version_info[:2]),
         "venv": venv,
         "venv_ready": os.path.exists(os.path.join(venv, COMPLETE)),
-        "latest": status_of(latest_dir(stack)) if os.path.isdir(stack) else {"status": NONE},
+        "latest": status_of(current_dir(stack)) if os.path.isdir(stack) else {"status": NONE},
         "cache": cache_dir(),
     }
 
@@ -326,9 +343,9 @@ def keep_console(run_dir: str) -> None:
 
 def run_dir_of(stack: str, pinned: str | None) -> str | None:
     """The run a verb acts on: the one the runner names (it started or found it: latest.json
-    may name another by now), else the latest. A named dir must be a run of this stack."""
+    may name another by now), else the current one. A named dir must be a run of this stack."""
     if pinned is None:
-        return latest_dir(stack)
+        return current_dir(stack)
     runs = os.path.realpath(os.path.join(stack, DETACHED))
     if os.path.realpath(os.path.dirname(pinned)) != runs:
         fail(f"{pinned} is not a detached run of {stack}")

@@ -381,3 +381,20 @@ def test_poll_and_stop_act_only_on_a_run_of_that_stack(tmp_path: Path) -> None:
         assert done.returncode == 1 and "is not a detached run of" in done.stdout, done.stdout
     mine = tmp_path / "stack" / boxside.DETACHED / "r1"
     assert boxside_cmd("poll", str(tmp_path / "stack"), "5", str(mine))["exit_code"] == 1
+
+
+def test_attach_stop_and_detach_find_a_running_run_when_latest_json_names_an_ended_one(
+    tmp_path: Path,
+) -> None:
+    """Two --detach at once: both keepers start, the box lock refuses one (exit 75), and
+    latest.json may name that refused run. --attach and --stop must still find the run
+    that runs, and a third --detach must be refused, not start beside it."""
+    state = start_child(tmp_path, "polite")
+    ended_run(tmp_path, "refused", 75)  # latest.json names it now
+    assert boxside_cmd("poll", str(tmp_path), "5")["state"]["run_id"] == state["run_id"]  # type: ignore[index]
+    prepared = boxside_cmd("prepare", str(tmp_path), "k")
+    assert prepared["latest"]["status"] == boxside.RUNNING, prepared  # type: ignore[index]
+    stopped = boxside_cmd("stop", str(tmp_path), "20")
+    assert stopped["signals"] == ["SIGTERM"] and stopped["exit_code"] == 143, stopped
+    # nothing runs any more: the latest is the one latest.json names
+    assert boxside_cmd("poll", str(tmp_path), "5")["state"]["run_id"] == "refused"  # type: ignore[index]
