@@ -121,6 +121,8 @@ class Job:
             key = source_key(root)
         with default_target(host, self.opts.accept_new_host_key) as target:
             link = BoxLink(target, host.dir)
+            if name != "detach" and not link.has_runs():  # one line, nothing written
+                self.nothing_there({"status": NONE}, "attach to" if name == "attach" else "stop")
             self.console.phase(name, f"{target.name}, stack {host.dir}")
             link.install_helper()
             follower = Follower(link, self.console, self.guard, heartbeat)
