@@ -398,3 +398,21 @@ def test_attach_stop_and_detach_find_a_running_run_when_latest_json_names_an_end
     assert stopped["signals"] == ["SIGTERM"] and stopped["exit_code"] == 143, stopped
     # nothing runs any more: the latest is the one latest.json names
     assert boxside_cmd("poll", str(tmp_path), "5")["state"]["run_id"] == "refused"  # type: ignore[index]
+
+
+def test_a_run_whose_dir_was_removed_while_followed_is_inconclusive(tmp_path: Path) -> None:
+    """Someone removed .gate/detached/<id> under the runner: no verdict is known (3), and
+    the runner says so instead of dying on an assertion."""
+    from gate.detach.follow import Follower
+    from gate.redact import Redactor
+    from gate.report import Console
+    from gate.signals import SignalGuard
+
+    gone = tmp_path / boxside.DETACHED / "gone"
+    (tmp_path / boxside.DETACHED).mkdir(parents=True)
+    stream = io.StringIO()
+    follower = Follower(LocalLink(tmp_path), Console(Redactor(), stream), SignalGuard(), 60.0,  # type: ignore[arg-type]
+                        str(gone))  # fmt: skip
+    found = follower.until_end()
+    assert follower.verdict(found) == ExitCode.INCONCLUSIVE
+    assert "its verdict is unknown" in stream.getvalue()
