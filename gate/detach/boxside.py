@@ -9,8 +9,10 @@ The runner writes this file to `<stack>/.gate/detached/boxside.py` and calls it:
     start RUNDIR -- ARGV...        a keeper in its own session (setsid: the SSH session can
                                    go), which starts ARGV, writes state.json, then `exit`
     keep RUNDIR -- ARGV...         the keeper itself (started by `start`, never by hand)
-    poll STACK_DIR                 the latest run's status, phase and console tail (JSON)
-    stop STACK_DIR DRAIN_S         SIGTERM, wait for `exit` up to DRAIN_S, then SIGKILL
+    poll STACK_DIR N [RUNDIR]      the run's status, phase and console tail (JSON): RUNDIR's
+                                   when given (the run the runner follows), else the current one
+                                   (one still running, else latest.json's)
+    stop STACK_DIR DRAIN_S [RUNDIR]  SIGTERM, wait for `exit` up to DRAIN_S, then SIGKILL
 
 The state file holds the pid AND the start time (/proc/PID/stat field 22) of both the run
 and its keeper, and the boot id: a pid reused by another process after a reboot or a long
@@ -190,6 +192,22 @@ def latest_dir(stack: str) -> str | None:
     return run_dir if isinstance(run_dir, str) else None
 
 
+def current_dir(stack: str) -> str | None:
+    """The run --attach, --stop and --detach's check act on: one still running (the last
+    started, if several), else the one latest.json names. latest.json alone is not enough:
+    of two --detach at once, the box lock refuses one, and latest.json may name that one
+    while the other runs."""
+    root = os.path.join(stack, DETACHED)
+    running = []
+    with contextlib.suppress(OSError):
+        for name in os.listdir(root):
+            run_dir = os.path.join(root, name)
+            found = status_of(run_dir) if os.path.isfile(os.path.join(run_dir, STATE)) else {}
+            if found.get("status") == RUNNING:
+                running.append((found["state"].get("started") or 0, run_dir))
+    return max(running)[1] if running else latest_dir(stack)
+
+
 def status_of(run_dir: str | None) -> dict[str, Any]:
     """Classify the run in `run_dir` from its state file, /proc and its exit file."""
     state = read_json(os.path.join(run_dir, STATE)) if run_dir else None
@@ -213,7 +231,7 @@ def cmd_prepare(stack: str, key: str) -> dict[str, Any]:
         "python": "{}.{}".format(*sys.version_info[:2]),
         "venv": venv,
         "venv_ready": os.path.exists(os.path.join(venv, COMPLETE)),
-        "latest": status_of(latest_dir(stack)) if os.path.isdir(stack) else {"status": NONE},
+        "latest": status_of(current_dir(stack)) if os.path.isdir(stack) else {"status": NONE},
         "cache": cache_dir(),
     }
 
@@ -323,20 +341,31 @@ def keep_console(run_dir: str) -> None:
             shutil.copyfile(os.path.join(run_dir, CONSOLE), os.path.join(results, runs[0], CONSOLE))
 
 
-def cmd_poll(stack: str, lines: int) -> dict[str, Any]:
+def run_dir_of(stack: str, pinned: str | None) -> str | None:
+    """The run a verb acts on: the one the runner names (it started or found it: latest.json
+    may name another by now), else the current one. A named dir must be a run of this stack."""
+    if pinned is None:
+        return current_dir(stack)
+    runs = os.path.realpath(os.path.join(stack, DETACHED))
+    if os.path.realpath(os.path.dirname(pinned)) != runs:
+        fail(f"{pinned} is not a detached run of {stack}")
+    return os.path.abspath(pinned)
+
+
+def cmd_poll(stack: str, lines: int, pinned: str | None = None) -> dict[str, Any]:
     stack = os.path.abspath(os.path.expanduser(stack))
-    run_dir = latest_dir(stack)
+    run_dir = run_dir_of(stack, pinned)
     found = status_of(run_dir)
     if found["status"] != NONE:
         found["tail"], found["phase"] = tail(os.path.join(str(run_dir), CONSOLE), lines)
     return found
 
 
-def cmd_stop(stack: str, drain_s: float) -> dict[str, Any]:
+def cmd_stop(stack: str, drain_s: float, pinned: str | None = None) -> dict[str, Any]:
     """SIGTERM the run (it restores the box), wait for its exit file up to `drain_s`, then
     SIGKILL it. Only ever a pid whose start time matches the state file is signalled."""
     stack = os.path.abspath(os.path.expanduser(stack))
-    run_dir = latest_dir(stack)
+    run_dir = run_dir_of(stack, pinned)
     found = status_of(run_dir)
     if found["status"] != RUNNING:
         return {**found, "signals": []}
@@ -370,14 +399,15 @@ def fail(message: str) -> None:
 def main(argv: list[str]) -> int:
     verb, args = (argv[0], argv[1:]) if argv else ("", [])
     rest = args[args.index("--") + 1 :] if "--" in args else []
+    pinned = args[2] if verb in ("poll", "stop") and len(args) > 2 else None
     if verb == "keep":
         return cmd_keep(args[0], rest)
     answers = {
         "prepare": lambda: cmd_prepare(args[0], args[1]),
         "install": lambda: cmd_install(args[0], args[1]),
         "start": lambda: cmd_start(args[0], rest),
-        "poll": lambda: cmd_poll(args[0], int(args[1]) if len(args) > 1 else 5),
-        "stop": lambda: cmd_stop(args[0], float(args[1])),
+        "poll": lambda: cmd_poll(args[0], int(args[1]) if len(args) > 1 else 5, pinned),
+        "stop": lambda: cmd_stop(args[0], float(args[1]), pinned),
     }
     if verb not in answers:
         fail(f"boxside: unknown verb {verb!r}")

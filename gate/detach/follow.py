@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gate.detach.boxside import ENDED, RUNNING, VANISHED
+from gate.detach.boxside import ENDED, RUNNING
 from gate.detach.link import BoxLink, HelperFailed
 from gate.errors import ExitCode
 from gate.redact import Redactor
@@ -44,19 +44,25 @@ def summary_lines(lines: list[str], limit: int = 40) -> list[str]:
 
 @dataclass
 class Follower:
-    """Follows the latest detached run under one stack dir until it ends."""
+    """Follows one detached run under one stack dir until it ends: `run_dir`, the run this
+    runner started or found (latest.json may name another run by then), else the latest."""
 
     link: BoxLink
     console: Console
     guard: SignalGuard
     heartbeat_s: float
+    run_dir: str | None = None
+
+    def poll(self, lines: int) -> dict[str, Any]:
+        pinned = () if self.run_dir is None else (self.run_dir,)
+        return self.link.call("poll", self.link.stack, str(lines), *pinned)
 
     def until_end(self) -> dict[str, Any]:
         """Poll until the run is no longer running; a heartbeat every `heartbeat_s`."""
         started = time.monotonic()
         next_beat = started + self.heartbeat_s
         while True:
-            found = self.link.call("poll", self.link.stack, str(TAIL_LINES))
+            found = self.poll(TAIL_LINES)
             if found["status"] != RUNNING:
                 return found
             now = time.monotonic()
@@ -82,7 +88,7 @@ class Follower:
 
     def verdict(self, found: dict[str, Any]) -> int:
         """Show how the run ended; its exit code (3 when it vanished without one)."""
-        final = self.link.call("poll", self.link.stack, str(FINAL_LINES))
+        final = self.poll(FINAL_LINES)
         if final["status"] == RUNNING:  # cannot happen after until_end; keep the last answer
             final = found
         for line in summary_lines(final.get("tail", [])):
@@ -92,7 +98,7 @@ class Follower:
             style = "bold green" if code == 0 else "bold red"
             self.console.line(f"detached run ended: exit {code}", style)
             return code
-        assert final["status"] == VANISHED, final
+        # vanished, or none: its dir (state file and all) was removed under us
         self.console.line(
             f"detached run vanished: {final.get('why')}; its verdict is unknown (exit 3)",
             "bold red",

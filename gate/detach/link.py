@@ -55,6 +55,15 @@ class BoxLink:
                 f"{said[-1] if said else f'exit {result.exit_code}'}"
             )
 
+    def has_runs(self) -> bool:
+        """Whether any detached run was ever started under the stack dir (read-only: an
+        --attach or --stop with none is refused before the helper is written)."""
+        latest = f"{self.stack}/.gate/detached/latest.json"
+        result = self.target.run(f"test -e {quote(latest)} && echo yes || echo no", timeout=30)
+        if result.outcome is Outcome.UNREACHABLE:
+            raise Unreachable(f"could not reach the box: {result.reason}")
+        return result.stdout.strip() == "yes"
+
     def call(self, verb: str, *args: str, timeout: float = 60) -> dict[str, Any]:
         """Run one helper verb with the box's python3; its JSON answer."""
         result = self.target.run(quote("python3", self.helper, verb, *args), timeout=timeout)

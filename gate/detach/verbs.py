@@ -90,6 +90,8 @@ class Job:
     started: bool = False
     """The run is on the box: from here on, a runner that goes away leaves it running."""
     stack: str = "its stack dir"
+    run_dir: str | None = None
+    """The detached run this job started or found: the one it follows and stops."""
 
     def hint(self, flag: str) -> str:
         return gate_command(self.opts, flag)
@@ -119,11 +121,14 @@ class Job:
             key = source_key(root)
         with default_target(host, self.opts.accept_new_host_key) as target:
             link = BoxLink(target, host.dir)
+            if name != "detach" and not link.has_runs():  # one line, nothing written
+                self.nothing_there({"status": NONE}, "attach to" if name == "attach" else "stop")
             self.console.phase(name, f"{target.name}, stack {host.dir}")
             link.install_helper()
             follower = Follower(link, self.console, self.guard, heartbeat)
             if name == "detach":
                 self.detach(link, host, contract_text, root, key)
+                follower.run_dir = self.run_dir
                 return self.follow(follower)
             if name == "attach":
                 return self.attach(link, follower)
@@ -157,6 +162,7 @@ class Job:
         self.guard.checkpoint()
         argv = onbox_argv(self.opts, venv, run_dir)
         state = link.call("start", run_dir, "--", *argv)["state"]
+        self.run_dir = str(state["dir"])  # followed by its dir: latest.json may name another
         self.started = True
         self.console.phase(
             "started",
@@ -213,6 +219,7 @@ class Job:
     def attach(self, link: BoxLink, follower: Follower) -> int:
         found = link.call("poll", link.stack, "1")
         self.nothing_there(found, "attach to")
+        follower.run_dir = str(found["state"]["dir"])
         self.started = found["status"] == RUNNING
         state = found["state"]
         ended = "already ended" if found["status"] == ENDED else "not running"
@@ -226,13 +233,16 @@ class Job:
         found = link.call("poll", link.stack, "1")
         self.nothing_there(found, "stop")
         run_id = found["state"]["run_id"]
+        follower.run_dir = str(found["state"]["dir"])
         if found["status"] == RUNNING:
             self.console.phase(
                 "stopping",
                 f"detached run {run_id}: SIGTERM (it restores the box), then up to "
                 f"{drain:g}s for it to end before SIGKILL",
             )
-            stopped = link.call("stop", link.stack, str(drain), timeout=drain + 60)
+            stopped = link.call(
+                "stop", link.stack, str(drain), follower.run_dir, timeout=drain + 60
+            )
             if "SIGKILL" in stopped["signals"]:
                 self.console.line(
                     f"gate: the run did not end within {drain:g}s of SIGTERM and was killed "

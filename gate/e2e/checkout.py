@@ -108,6 +108,20 @@ def refuse_existing(box: Box, path: str) -> None:
         )
 
 
+def refuse_canonical_control(control: str, canonical: Canonical, stack_dir: str) -> None:
+    """e2e runs the control command in the branch's checkout; one that names the canonical
+    checkout's path (`/srv/stack/stackctl`, `ctl --box /srv/stack`) drives the canonical
+    stack from there: the branch never runs and its gate passes on the canonical's code."""
+    paths = [canonical.top, *([stack_dir.rstrip("/")] if stack_dir.startswith("/") else [])]
+    for path in paths:
+        if path and re.search(re.escape(path) + r"(?=$|[/\s'\"])", control):
+            raise UsageError(
+                f"the control command {control!r} names the canonical checkout ({path}): "
+                "e2e runs it in the branch's checkout, where it would drive the canonical "
+                "stack; give it relative to the stack dir (e.g. --control ./stackctl)"
+            )
+
+
 def git_state(box: Box, canonical: Canonical) -> dict[str, str]:
     """What must not change in the canonical checkout: HEAD, the branch, the index file's
     bytes, the staged entries, the status of tracked files, every ref (hashes)."""

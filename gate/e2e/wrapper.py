@@ -128,6 +128,7 @@ def inspect(target: Target, host: HostSpec, contract: StackContract, branch: str
     canonical checkout, BRANCH in it, no checkout left at its place; else a usage error."""
     box = Box(target, host, contract, lambda _event: None)
     canonical = git.find_canonical(box)
+    git.refuse_canonical_control(box.control_command, canonical, host.dir)
     commit = git.resolve_branch(box, canonical, branch)
     path = git.checkout_path(canonical, branch)
     git.refuse_existing(box, path)

@@ -245,5 +245,7 @@ def test_attach_and_stop_with_no_detached_run_are_one_line_and_exit_2(
     flags = ssh_args(sshd, Box(stack), tmp_path / "inventory")
     for verb, doing in (("--attach", "nothing to attach to"), ("--stop", "nothing to stop")):
         run = run_gate(*flags, verb, out=tmp_path / verb.strip("-"))
-        lines = [line for line in run.output.splitlines() if line.startswith("gate:")]
+        lines = run.output.strip().splitlines()
         assert run.code == 2 and len(lines) == 1 and doing in lines[0], run.output
+        assert lines[0].startswith("gate: "), run.output
+        assert list(stack.iterdir()) == [], "bad input touched the stack dir"

@@ -318,3 +318,101 @@ def test_a_complete_cached_wheelhouse_is_reused_without_building(
     (dest / wheels.COMPLETE).unlink()  # an unfinished one is built again: here pip fails
     with pytest.raises(wheels.ShipFailed, match="cannot build gate's wheelhouse"):
         wheels.wheelhouse(tmp_path / "no-such-checkout", "k1")
+
+
+# --- the runner follows ITS run, not whatever latest.json names ---------------------------------
+
+
+class LocalLink:
+    """A BoxLink stand-in: the real box-side helper, run here on a stack dir of tmp_path."""
+
+    def __init__(self, stack: Path) -> None:
+        self.stack = str(stack)
+
+    def call(self, verb: str, *args: str, timeout: float = 60) -> dict[str, object]:
+        return boxside_cmd(verb, *args)
+
+
+def ended_run(stack: Path, name: str, code: int) -> Path:
+    """An earlier detached run that ended with `code`, and latest.json pointing at it."""
+    run_dir = stack / boxside.DETACHED / name
+    run_dir.mkdir(parents=True)
+    state = {**STATE, "run_id": name, "dir": str(run_dir), "results": str(run_dir / "results")}
+    (run_dir / boxside.STATE).write_text(json.dumps(state))
+    (run_dir / boxside.EXIT).write_text(f"{code}\n")
+    (stack / boxside.DETACHED / boxside.LATEST).write_text(json.dumps({"dir": str(run_dir)}))
+    return run_dir
+
+
+def test_the_follower_follows_its_own_run_when_latest_json_names_another(
+    tmp_path: Path,
+) -> None:
+    """latest.json may name another run while we follow ours: the keeper writes it after
+    the state file `start` waits for, and two runners may race. A runner that follows
+    latest.json would report an older run's exit 0 (and fetch its results) for ours."""
+    from gate.detach.follow import Follower
+    from gate.redact import Redactor
+    from gate.report import Console
+    from gate.signals import SignalGuard
+
+    old = ended_run(tmp_path, "old-passed", 0)
+    ours = tmp_path / boxside.DETACHED / "ours"
+    script = "import time; time.sleep(1.5); print('gate: failed (exit 1)'); raise SystemExit(1)"
+    state = boxside_cmd("start", str(ours), "--", sys.executable, "-c", script)["state"]
+    assert isinstance(state, dict)
+    STARTED.append(state)
+    (tmp_path / boxside.DETACHED / boxside.LATEST).write_text(json.dumps({"dir": str(old)}))
+    stream = io.StringIO()
+    link = LocalLink(tmp_path)
+    follower = Follower(link, Console(Redactor(), stream), SignalGuard(), 60.0, str(ours))  # type: ignore[arg-type]
+    found = follower.until_end()
+    assert found["state"]["run_id"] == "ours", found  # type: ignore[index]
+    assert follower.verdict(found) == 1, stream.getvalue()
+
+
+def test_poll_and_stop_act_only_on_a_run_of_that_stack(tmp_path: Path) -> None:
+    ended_run(tmp_path / "stack", "r1", 1)
+    other = ended_run(tmp_path / "elsewhere", "r2", 0)
+    for verb, arg in (("poll", "5"), ("stop", "1")):
+        done = subprocess.run(
+            [sys.executable, str(BOXSIDE), verb, str(tmp_path / "stack"), arg, str(other)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 1 and "is not a detached run of" in done.stdout, done.stdout
+    mine = tmp_path / "stack" / boxside.DETACHED / "r1"
+    assert boxside_cmd("poll", str(tmp_path / "stack"), "5", str(mine))["exit_code"] == 1
+
+
+def test_attach_stop_and_detach_find_a_running_run_when_latest_json_names_an_ended_one(
+    tmp_path: Path,
+) -> None:
+    """Two --detach at once: both keepers start, the box lock refuses one (exit 75), and
+    latest.json may name that refused run. --attach and --stop must still find the run
+    that runs, and a third --detach must be refused, not start beside it."""
+    state = start_child(tmp_path, "polite")
+    ended_run(tmp_path, "refused", 75)  # latest.json names it now
+    assert boxside_cmd("poll", str(tmp_path), "5")["state"]["run_id"] == state["run_id"]  # type: ignore[index]
+    prepared = boxside_cmd("prepare", str(tmp_path), "k")
+    assert prepared["latest"]["status"] == boxside.RUNNING, prepared  # type: ignore[index]
+    stopped = boxside_cmd("stop", str(tmp_path), "20")
+    assert stopped["signals"] == ["SIGTERM"] and stopped["exit_code"] == 143, stopped
+    # nothing runs any more: the latest is the one latest.json names
+    assert boxside_cmd("poll", str(tmp_path), "5")["state"]["run_id"] == "refused"  # type: ignore[index]
+
+
+def test_a_run_whose_dir_was_removed_while_followed_is_inconclusive(tmp_path: Path) -> None:
+    """Someone removed .gate/detached/<id> under the runner: no verdict is known (3), and
+    the runner says so instead of dying on an assertion."""
+    from gate.detach.follow import Follower
+    from gate.redact import Redactor
+    from gate.report import Console
+    from gate.signals import SignalGuard
+
+    gone = tmp_path / boxside.DETACHED / "gone"
+    (tmp_path / boxside.DETACHED).mkdir(parents=True)
+    stream = io.StringIO()
+    follower = Follower(LocalLink(tmp_path), Console(Redactor(), stream), SignalGuard(), 60.0,  # type: ignore[arg-type]
+                        str(gone))  # fmt: skip
+    found = follower.until_end()
+    assert follower.verdict(found) == ExitCode.INCONCLUSIVE
+    assert "its verdict is unknown" in stream.getvalue()

@@ -140,3 +140,56 @@ def test_lines_are_echoed_whole_and_the_rest_kept() -> None:
     assert (seen, rest) == (["one", "two"], "thr")
     rest = _lines(rest + "ee", seen.append, final=True)
     assert (seen, rest) == (["one", "two", "three"], "")
+
+
+# --- a control command that names the canonical would gate the canonical, not the branch -----
+
+CANON = git.Canonical(top="/srv/code/stack", prefix="")
+
+
+@pytest.mark.parametrize(
+    "control",
+    ["/srv/code/stack/stackctl", "sudo /srv/code/stack/stackctl", "'/srv/code/stack/ctl' -v",
+     "/usr/bin/ctl --box /srv/code/stack", "/srv/link/stackctl"],
+)  # fmt: skip
+def test_a_control_command_naming_the_canonical_is_refused(control: str) -> None:
+    """e2e runs the control command in the checkout; one that names the canonical's path
+    drives the canonical stack from there: the branch never runs, and its gate passes."""
+    with pytest.raises(UsageError, match="names the canonical"):
+        git.refuse_canonical_control(control, CANON, "/srv/link")
+
+
+@pytest.mark.parametrize(
+    "control", ["./stackctl", "sudo ./stackctl", "/usr/bin/ctl", "/srv/code/stack-tools/ctl",
+                "/srv/code/stack.e2e-x/ctl", "docker compose"],
+)  # fmt: skip
+def test_a_control_command_relative_to_the_stack_dir_is_fine(control: str) -> None:
+    git.refuse_canonical_control(control, CANON, "/srv/code/stack")
+    git.refuse_canonical_control(control, CANON, "stack")
+
+
+def test_e2e_with_a_control_naming_the_canonical_touches_nothing(tmp_path: Path) -> None:
+    import io
+    import subprocess
+
+    from gate.e2e.cli import run_e2e
+    from gate.errors import ExitCode
+
+    top = tmp_path / "stack"
+    top.mkdir()
+    (top / "stackctl").write_text("#!/bin/sh\n")
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@e", "PATH": "/usr/bin:/bin"}  # fmt: skip
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "x"],
+                 ["branch", "feature"]):  # fmt: skip
+        subprocess.run(["git", *args], cwd=top, check=True, env=env, capture_output=True)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    stream = io.StringIO()
+    matrix = str(Path(__file__).parents[2] / "matrix.py")
+    raw = {"local": True, "dir": str(top), "control": f"{top}/stackctl",
+           "out": str(tmp_path / "out"), "matrix": matrix}  # fmt: skip
+    code = run_e2e("feature", raw, mode="check", stream=stream)
+    lines = stream.getvalue().strip().splitlines()
+    assert code == ExitCode.USAGE and len(lines) == 1 and "names the canonical" in lines[0], lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no out/, no checkout
+    assert not (top / ".gate").exists()
