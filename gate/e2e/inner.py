@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from gate.signals import SignalGuard
@@ -29,6 +29,13 @@ def gate_argv(flags: Sequence[str]) -> list[str]:
     return [sys.executable, "-c", GATE_MAIN, *flags]
 
 
+def child_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The branch gate's environment: plain output, and no CI step summary of its own (the
+    wrapper writes the job page's one summary)."""
+    env = {k: v for k, v in environ.items() if k != "GITHUB_STEP_SUMMARY"}
+    return {**env, "NO_COLOR": "1"}
+
+
 def run_gate(
     flags: Sequence[str], log: Path, guard: SignalGuard, echo: Callable[[str], None]
 ) -> int:
@@ -36,7 +43,7 @@ def run_gate(
     wrapper that dies must not take the child's stdout with it, or its restore would die
     on the first line it prints) and each line handed to `echo` as it comes; its exit code
     (a signal forwarded to it still lets it restore its box and exit)."""
-    env = {**os.environ, "NO_COLOR": "1"}
+    env = child_env(os.environ)
     with os.fdopen(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as sink:
         child = subprocess.Popen(
             gate_argv(flags),

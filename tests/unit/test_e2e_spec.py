@@ -9,7 +9,7 @@ import pytest
 
 from gate.e2e import BranchDeploy
 from gate.e2e import checkout as git
-from gate.e2e.inner import _lines
+from gate.e2e.inner import _lines, child_env
 from gate.e2e.spec import load_deploy, mode_flags
 from gate.e2e.wrapper import E2EOptions, _scenarios, branch_flags
 from gate.errors import UsageError
@@ -193,3 +193,9 @@ def test_e2e_with_a_control_naming_the_canonical_touches_nothing(tmp_path: Path)
     assert code == ExitCode.USAGE and len(lines) == 1 and "names the canonical" in lines[0], lines
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no out/, no checkout
     assert not (top / ".gate").exists()
+
+
+def test_the_branch_gate_writes_no_ci_step_summary_of_its_own() -> None:
+    env = child_env({"GITHUB_STEP_SUMMARY": "/tmp/summary.md", "PATH": "/usr/bin"})
+    assert "GITHUB_STEP_SUMMARY" not in env  # one summary on the job page: the wrapper's
+    assert env["PATH"] == "/usr/bin" and env["NO_COLOR"] == "1"
