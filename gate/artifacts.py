@@ -44,11 +44,15 @@ class Artifacts:
         _private_mkdir(self.dir, exist_ok=False)
 
     def write_text(self, relative: str, text: str) -> Path:
+        """Write via a dot-file and rename: a reader (a fleet, a follower, CI) sees the
+        whole file or none, never a half-written summary.json."""
         path = self.dir / relative
         _private_mkdir(path.parent)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(self.redact(text))
+        os.replace(tmp, path)
         return path
 
     def write_json(self, relative: str, data: Any) -> Path:

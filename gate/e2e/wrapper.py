@@ -20,7 +20,6 @@ main(request) -> exit code
 from __future__ import annotations
 
 import contextlib
-import traceback
 from dataclasses import dataclass, replace
 from typing import TextIO
 
@@ -33,8 +32,14 @@ from gate.e2e import checkout as git
 from gate.e2e.inner import run_gate
 from gate.e2e.spec import MODES, BranchDeploy, load_deploy, mode_flags
 from gate.engine.baseline import refuse_dirty, take_baseline
-from gate.engine.engine import TargetFactory, default_target, preflight, resolve
-from gate.engine.results import write_manifest, write_results
+from gate.engine.engine import (
+    TargetFactory,
+    default_target,
+    preflight,
+    resolve,
+    run_to_the_end,
+)
+from gate.engine.results import write_manifest
 from gate.engine.run import Run, RunContext
 from gate.errors import BackupRefused, BoxDirty, ExitCode, GateError, PreflightError, UsageError
 from gate.fit import check_declarations, fit_contract
@@ -178,22 +183,7 @@ class Wrapper:
     # --- the run ------------------------------------------------------------------------
 
     def execute(self) -> int:
-        run = self.run
-        try:
-            self._connect_and_run()
-        except (Interrupted, GateError) as exc:
-            run.ledger.error = exc
-            run.note(f"gate: {exc}", "bold red")
-        except Exception as exc:  # a bug in gate: one redacted line, traceback in artifacts
-            run.ledger.error = exc
-            run.artifacts.write_text("traceback.txt", traceback.format_exc())
-            run.note(f"gate: internal error: {type(exc).__name__}: {exc}", "bold red")
-        finally:
-            run.guard.uninstall()
-        run.ledger.signal = run.guard.first
-        code = self._exit_code(run.ledger.exit_code(strict=self.opts.strict))
-        write_results(run, code)
-        return code
+        return run_to_the_end(self.run, self._connect_and_run, self._exit_code)
 
     def _exit_code(self, own: int) -> int:
         """Dirty and signals first; then the branch gate's own verdict code; else ours."""

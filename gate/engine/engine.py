@@ -115,6 +115,29 @@ def resolve(opts: Options, contract: StackContract) -> HostSpec:
     return spec
 
 
+def run_to_the_end(
+    run: Run, body: Callable[[], None], exit_code: Callable[[int], int] = lambda own: own
+) -> int:
+    """Run `body`; whatever it raises is the ledger's error, said in one line (a bug in gate
+    with its traceback in the artifacts); then results/ and the exit code (`exit_code` may
+    refine the ledger's)."""
+    try:
+        body()
+    except (Interrupted, GateError) as exc:
+        run.ledger.error = exc
+        run.note(f"gate: {exc}", "bold red")
+    except Exception as exc:  # a bug in gate: one redacted line, traceback in artifacts
+        run.ledger.error = exc
+        run.artifacts.write_text("traceback.txt", traceback.format_exc())
+        run.note(f"gate: internal error: {type(exc).__name__}: {exc}", "bold red")
+    finally:
+        run.guard.uninstall()
+    run.ledger.signal = run.guard.first
+    code = exit_code(run.ledger.exit_code(strict=run.ctx.opts.strict))
+    write_results(run, code)
+    return code
+
+
 class Engine:
     """Runs one run's phases against one box, restoring it on every exit path."""
 
@@ -124,22 +147,7 @@ class Engine:
         self._target = target
 
     def execute(self) -> int:
-        run = self.run
-        try:
-            self._connect_and_run()
-        except (Interrupted, GateError) as exc:
-            run.ledger.error = exc
-            run.note(f"gate: {exc}", "bold red")
-        except Exception as exc:  # a bug in gate: one redacted line, traceback in artifacts
-            run.ledger.error = exc
-            run.artifacts.write_text("traceback.txt", traceback.format_exc())
-            run.note(f"gate: internal error: {type(exc).__name__}: {exc}", "bold red")
-        finally:
-            run.guard.uninstall()
-        run.ledger.signal = run.guard.first
-        code = run.ledger.exit_code(strict=self.ctx.opts.strict)
-        write_results(run, code)
-        return code
+        return run_to_the_end(self.run, self._connect_and_run)
 
     def _connect_and_run(self) -> None:
         run, host = self.run, self.ctx.host
