@@ -283,7 +283,7 @@ def cmd_start(run_dir: str, argv: list[str]) -> dict[str, Any]:
         state = read_json(os.path.join(run_dir, STATE))
         if state is not None:
             return {"state": state}
-        time.sleep(0.05)
+        time.sleep(0.05)  # sleep-ok: polls the keeper's state file, a real signal, to a deadline
     log_text = (read_text(os.path.join(run_dir, "keeper.log")) or "").strip().splitlines()
     fail(f"the keeper wrote no state file in {START_WAIT_S:g}s: {log_text[-1:] or 'no log'}")
     raise AssertionError  # unreachable: fail() exits
@@ -388,7 +388,7 @@ def wait_ended(run_dir: str | None, limit_s: float) -> dict[str, Any]:
         found = status_of(run_dir)
         if found["status"] != RUNNING or time.monotonic() >= deadline:
             return found
-        time.sleep(0.1)
+        time.sleep(0.1)  # sleep-ok: polls the run's pid and exit file to a deadline (stdlib only)
 
 
 def fail(message: str) -> None:

@@ -34,21 +34,21 @@ from gate.e2e.spec import MODES, BranchDeploy, load_deploy, mode_flags
 from gate.engine.baseline import refuse_dirty, take_baseline
 from gate.engine.engine import (
     TargetFactory,
+    connect_box,
     default_target,
-    preflight,
+    fit_config,
     resolve,
     run_to_the_end,
 )
-from gate.engine.results import write_manifest
 from gate.engine.run import Run, RunContext
-from gate.errors import BackupRefused, BoxDirty, ExitCode, GateError, PreflightError, UsageError
-from gate.fit import check_declarations, fit_contract
+from gate.errors import BackupRefused, BoxDirty, ExitCode, GateError, UsageError
+from gate.fit import check_declarations
 from gate.inventory import HostSpec
 from gate.lock import BoxLock, lock_grace
 from gate.matrix import validate_matrix
 from gate.observe import read_config, read_probe, read_status
 from gate.options import Options, load_contract_file
-from gate.phases.safety_backup import MADE, backup_and_verify, remove_archive, rollback
+from gate.phases.safety_backup import remove_archive, rollback, verified_backup
 from gate.probes import STATUS
 from gate.redact import Redactor
 from gate.repairs import Repair, mend, open_repair
@@ -198,17 +198,8 @@ class Wrapper:
         run, host = self.run, self.run.ctx.host
         mode = "local" if host.local else f"ssh, {host.transport} transport"
         run.console.phase("connect", f"{host.name} ({mode}, e2e of {self.opts.branch})")
-        target, found = self.target, self.found
-        target.notice = lambda text: run.note(text, "yellow")
-        box = Box(
-            target,
-            host,
-            run.ctx.contract_file.contract,
-            run.artifacts.record_event,
-            run.guard.checkpoint,
-            run_id=run.ctx.run_id,
-        )
-        write_manifest(run, target.name, preflight(box))
+        found = self.found
+        box = connect_box(run, self.target)
         lock = BoxLock(box, run.ctx.run_id, exclusive=True, grace=run.ctx.lock_grace)
         lock.acquire()
         try:
@@ -226,13 +217,7 @@ class Wrapper:
     def _e2e(self, box: Box, canonical: git.Canonical, commit: str, path: str) -> None:
         run = self.run
         refuse_dirty(run)
-        cfg = read_config(box)
-        if cfg.lost is not None:
-            raise cfg.lost
-        if cfg.error or cfg.value is None:
-            raise PreflightError(f"cannot read the stack's config: {cfg.error}")
-        fit_contract(box.contract, cfg.value, run.ctx.contract_file.path, run.ctx.facts)
-        run.config = cfg.value
+        fit_config(run)
         git_before = git.git_state(box, canonical)
         run.baseline = take_baseline(run)
         if run.baseline is None:
@@ -249,15 +234,9 @@ class Wrapper:
             run.note("the contract declares no backup action: e2e runs without a safety backup")
             return
         run.console.phase("safety-backup", "the canonical stack, verified on the box")
-        with run.guard.shielded():
-            record, archive = backup_and_verify(
-                run, "e2e: canonical safety backup verified", "e2e/backup.log"
-            )
-            if archive is not None:
-                run.backup_archive = archive
-                run.journal_note(MADE, archive=archive)
-        record.phase = PHASE
-        run.add(record)
+        record, archive = verified_backup(
+            run, "e2e: canonical safety backup verified", "e2e/backup.log", PHASE
+        )
         if archive is None:
             raise BackupRefused(f"e2e: the canonical's backup is not verified: {record.evidence}")
 

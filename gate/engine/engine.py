@@ -138,6 +138,34 @@ def run_to_the_end(
     return code
 
 
+def connect_box(run: Run, target: Target) -> Box:
+    """The run's Box on an open target, preflighted (boxtool up first), with the manifest
+    written; the target's own notices (a transport fallback) go to the run's notes."""
+    target.notice = lambda text: run.note(text, "yellow")
+    box = Box(
+        target,
+        run.ctx.host,
+        run.ctx.contract_file.contract,
+        run.artifacts.record_event,
+        run.guard.checkpoint,
+        run_id=run.ctx.run_id,
+    )
+    write_manifest(run, target.name, preflight(box))
+    return box
+
+
+def fit_config(run: Run) -> None:
+    """Read the box's config once, before any change, and check the contract fits it
+    (else one usage line, exit 2); phases and the baseline use this reading."""
+    cfg = read_config(run.box)
+    if cfg.lost is not None:
+        raise cfg.lost
+    if cfg.error or cfg.value is None:
+        raise PreflightError(f"cannot read the stack's config: {cfg.error}")
+    fit_contract(run.box.contract, cfg.value, run.ctx.contract_file.path, run.ctx.facts)
+    run.config = cfg.value
+
+
 class Engine:
     """Runs one run's phases against one box, restoring it on every exit path."""
 
@@ -154,16 +182,7 @@ class Engine:
         mode = "local" if host.local else f"ssh, {host.transport} transport"
         run.console.phase("connect", f"{host.name} ({mode}, {self.ctx.opts.mode})")
         with self._target(host, self.ctx.opts.accept_new_host_key) as target:
-            target.notice = lambda text: run.note(text, "yellow")
-            box = Box(
-                target,
-                host,
-                self.ctx.contract_file.contract,
-                run.artifacts.record_event,
-                run.guard.checkpoint,
-                run_id=self.ctx.run_id,
-            )
-            write_manifest(run, target.name, preflight(box))
+            box = connect_box(run, target)
             exclusive = self.ctx.mutates or self.ctx.opts.recover
             lock = BoxLock(
                 box,
@@ -196,15 +215,7 @@ class Engine:
                 phase.run(self.run)
 
     def _fit_contract(self) -> None:
-        """Read the box's config once, before any change, and check the contract fits it
-        (else one usage line, exit 2); phases and the baseline use this reading."""
-        cfg = read_config(self.run.box)
-        if cfg.lost is not None:
-            raise cfg.lost
-        if cfg.error or cfg.value is None:
-            raise PreflightError(f"cannot read the stack's config: {cfg.error}")
-        fit_contract(self.run.box.contract, cfg.value, self.ctx.contract_file.path, self.ctx.facts)
-        self.run.config = cfg.value
+        fit_config(self.run)
 
     def _mutating(self) -> None:
         """Plan, baseline, the phases, and ALWAYS the restore (unless --keep)."""

@@ -71,21 +71,28 @@ class SafetyBackupPhase(Phase):
 
     def run(self, run: Run) -> None:
         run.console.phase(PHASE, "back up, then verify the archive on the box")
-        # shielded: a signal while the backup runs must not leave an archive gate never
-        # verified nor named; it is raised at the next command, once the journal knows it
-        with run.guard.shielded():
-            record, archive = backup_and_verify(run, VERIFIED, BACKUP_LOG)
-            if archive is not None:
-                run.backup_archive = archive
-                run.journal_note(MADE, archive=archive)
-        record.phase = PHASE
-        run.add(record)
+        record, archive = verified_backup(run, VERIFIED, BACKUP_LOG, PHASE)
         if archive is None:
             raise BackupRefused(
                 "--safety-backup: the backup is not verified, destructive phases refused: "
                 + record.evidence
             )
         run.note(f"safety backup verified: {run.backup_archive}")
+
+
+def verified_backup(run: Run, name: str, log: str, phase: str) -> tuple[CheckRecord, str | None]:
+    """Back up and verify, its record added under `phase`; a verified archive is kept for
+    the rollback and journaled. Shielded: a signal while the backup runs must not leave an
+    archive gate never verified nor named; it is raised at the next command, once the
+    journal knows it."""
+    with run.guard.shielded():
+        record, archive = backup_and_verify(run, name, log)
+        if archive is not None:
+            run.backup_archive = archive
+            run.journal_note(MADE, archive=archive)
+    record.phase = phase
+    run.add(record)
+    return record, archive
 
 
 def backup_and_verify(run: Run, name: str, log: str) -> tuple[CheckRecord, str | None]:
