@@ -149,6 +149,19 @@ class _StreamsMixin:
 
     read_chunk_size: int
     _stdin_refused = False
+    _timer_fired = False
+
+    def kill(self) -> None:
+        """Only invoke's timeout timer calls this: remember that it fired."""
+        self._timer_fired = True
+        super().kill()  # type: ignore[misc]
+
+    @property
+    def timed_out(self) -> bool:
+        """invoke asks "is the timer thread dead?", which races: the killed command's end
+        can be collected while `kill` is still returning. That race turned a timeout into
+        "no exit status" (ssh) or a -9 exit (local) on a loaded machine."""
+        return self._timer_fired
 
     def read_our_stdin(self, input_: IO[str]) -> str:
         return "" if self._stdin_refused else input_.read(STDIN_CHUNK)
@@ -197,6 +210,7 @@ class _LocalRunner(_StreamsMixin, _InvokeLocal):  # type: ignore[misc]
         stream.flush()
 
     def kill(self) -> None:
+        self._timer_fired = True
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
 

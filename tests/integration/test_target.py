@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import gate.target
 from gate.errors import HostKeyError, Unreachable, UsageError
 from gate.inventory import local_spec, resolve_host
 from gate.result import Outcome, Result
@@ -129,6 +130,35 @@ def test_timeout_is_unreachable_and_returns_promptly(target: Target) -> None:
     assert result.outcome is Outcome.UNREACHABLE and result.exit_code is None
     assert result.reason == "timeout after 1s"
     assert time.monotonic() - started < 5
+
+
+def test_a_timeout_whose_timer_is_still_returning_is_still_a_timeout(
+    target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race CI hit: the killed command's end is collected while the timer thread that
+    killed it has not returned, so invoke's "timer thread dead?" said no timeout."""
+    timer_may_return = threading.Event()
+    for runner in (gate.target._LocalRunner, gate.target._RemoteRunner):
+        monkeypatch.setattr(runner, "kill", _kill_then_hold(runner.kill, timer_may_return))
+    try:
+        result = target.run("echo begun; sleep 30", timeout=1)
+    finally:
+        timer_may_return.set()
+    assert (result.outcome, result.exit_code, result.reason) == (
+        Outcome.UNREACHABLE,
+        None,
+        "timeout after 1s",
+    )
+
+
+def _kill_then_hold(
+    kill: Callable[[object], None], release: threading.Event
+) -> Callable[[object], None]:
+    def kill_and_hold_the_timer_thread(runner: object) -> None:
+        kill(runner)
+        release.wait(timeout=30)
+
+    return kill_and_hold_the_timer_thread
 
 
 def test_rc_255_is_unreachable_not_failed(target: Target) -> None:
@@ -359,6 +389,7 @@ def test_fixture_fingerprint_matches_ssh_keyscan(sshd: Sshd) -> None:
 RESET_SERVER_CLIENT = """
 import contextlib, socket, struct, sys, threading
 from pathlib import Path
+import gate.target
 from gate.errors import Unreachable
 from gate.target import SSHTarget
 server = socket.socket()
