@@ -30,6 +30,7 @@ from gate.contract import (
     Secrets,
     Services,
     StackContract,
+    Status,
     config,
     fact,
     lookup,
@@ -239,6 +240,7 @@ CONTRACT = StackContract(
         logs="logs {service} -n {lines}",
         diagnostics=(("status.txt", "status"), ("doctor.txt", "doctor")),
     ),
+    status=Status(wait="status --json --wait {timeout}"),  # readiness without polling
     services=Services(at="services", started="started"),
     auth_guard=AUTH_GUARD,
     readiness=Readiness(

@@ -160,28 +160,45 @@ def wait_ready(
 def await_ready(
     box: Box, cfg: Config, timeout: float, observe: Observer[Any] | None = None
 ) -> tuple[CheckRecord, Batch | None]:
-    """wait_ready's record, and the batch of its last poll that read the status command."""
+    """wait_ready's record, and the batch of its last poll that read the status command.
+
+    A stack that declares the status command's blocking form (Status.wait) is asked it
+    once, first: it answers the moment the stack knows it is ready, which no poll
+    interval matches. Its answer is judged like any poll's; if it is not ready (a stack
+    whose wait ends early), the ordinary polls go on to the same deadline."""
     endpoints = [
         p for p in box.contract.probes if isinstance(p, Http) and p.ready and p.applies(cfg)
     ]
-
+    deadline = time.monotonic() + timeout
     endpoints_up = not endpoints
+    block = box.contract.status.wait is not None
     last: Batch | None = None
 
     def probe() -> dict[str, Any]:
         """One poll, in one call to the box: the endpoints (cheap: boxtool answers them
         itself), with the stack's status command once they have all answered."""
-        nonlocal endpoints_up, last
-        batch = read_batch(box, endpoints, cfg, status=endpoints_up)
-        if not endpoints_up and all(batch.readings[e.name].asked().usable for e in endpoints):
-            endpoints_up = True
-            batch = read_batch(box, endpoints, cfg)
-        last = batch if endpoints_up else None
-        status = batch.status_code.asked().value if endpoints_up else "not asked yet"
-        seen: dict[str, Any] = {"status": status}
+        nonlocal endpoints_up, last, block
+        if block:
+            block = False
+            batch = read_batch(box, endpoints, cfg, block_s=deadline - time.monotonic())
+            endpoints_up = answering(batch)
+            asked = True
+        else:
+            batch = read_batch(box, endpoints, cfg, status=endpoints_up)
+            if not endpoints_up and answering(batch):
+                endpoints_up = True
+                batch = read_batch(box, endpoints, cfg)
+            asked = endpoints_up
+        last = batch if asked else None
+        seen: dict[str, Any] = {
+            "status": batch.status_code.asked().value if asked else "not asked yet"
+        }
         for endpoint in endpoints:
             seen[endpoint.name] = batch.readings[endpoint.name].asked().error or "answering"
         return seen
+
+    def answering(batch: Batch) -> bool:
+        return all(batch.readings[e.name].asked().usable for e in endpoints)
 
     waited = wait_until(
         "ready",
@@ -195,9 +212,10 @@ def await_ready(
     if waited.inconclusive:
         verdict = Verdict.INCONCLUSIVE
     names = " and ".join(["status exit 0", *(f"{e.name} answering" for e in endpoints)])
-    record = CheckRecord(
-        "ready", verdict, names, json.dumps(waited.last), waited.describe(), waited.elapsed
-    )
+    how = waited.describe()
+    if box.contract.status.wait is not None:
+        how = f"asked the stack's blocking status first; {how}"
+    record = CheckRecord("ready", verdict, names, json.dumps(waited.last), how, waited.elapsed)
     return record, last if waited.satisfied else None
 
 

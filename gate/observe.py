@@ -35,6 +35,8 @@ from gate.probes import (
 from gate.result import Result
 
 HTTP_TIMEOUT = 10.0
+STATUS_TIMEOUT = 30.0
+"""How long the stack's status command may take (its blocking form: this past its wait)."""
 INSECURE_NOTE = "TLS not verified (declared InsecureLoopback)"
 
 
@@ -127,17 +129,29 @@ class Batch:
     seconds: dict[str, float]
 
 
-def read_batch(box: Box, probes: Sequence[Probe], cfg: Config, *, status: bool = True) -> Batch:
+def read_batch(
+    box: Box,
+    probes: Sequence[Probe],
+    cfg: Config,
+    *,
+    status: bool = True,
+    block_s: float | None = None,
+) -> Batch:
     """The status command (unless `status=False`) and `probes`, read in one boxtool call
-    (they do not depend on each other), each reading as read_probe would give it alone."""
+    (they do not depend on each other), each reading as read_probe would give it alone.
+
+    `block_s`: ask the status command's blocking form (Status.wait) for up to that long,
+    first: the probes are read once it has answered."""
     others = [p for p in probes if not isinstance(p, Status)]
-    command = box.contract.status.command
-    calls = [["exec", "30", f"{box.control_command} {command}"]] if status else []
+    command, limit = box.contract.status.command, STATUS_TIMEOUT
+    if block_s is not None:
+        command, limit = box.contract.status.waiting(block_s), block_s + STATUS_TIMEOUT
+    calls = [["exec", f"{limit:g}", f"{box.control_command} {command}"]] if status else []
     calls += [batch_args(box, probe, cfg) for probe in others]
     if not calls:
         return Batch(Reading(error="the status command was not asked"), {}, {})
     try:
-        results: list[Result | Reading[Any]] = [*box.batch(calls)]
+        results: list[Result | Reading[Any]] = [*box.batch(calls, timeout=limit)]
     except Unreachable as exc:
         results = [Reading(lost=exc)] * len(calls)
     code: Reading[int] = Reading(error="the status command was not asked")

@@ -9,6 +9,7 @@ URL whose scheme follows a TLS switch).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from ipaddress import ip_address
@@ -41,6 +42,28 @@ class Status:
     command: str = "status --json"
     name: str = STATUS
     applies: Callable[[Mapping[str, Any]], bool] = _always
+    wait: str | None = None
+    """The status command's blocking form, if the stack has one (`status --json --wait
+    {timeout}`): the same output and exit codes, given once the stack is healthy, or at
+    `{timeout}` seconds (filled in by the gate). Readiness then asks it once instead of
+    polling (docs/writing-a-matrix.md, Status.wait); its answer is still judged as a status read."""
+
+    def __post_init__(self) -> None:
+        if self.wait is None:
+            return
+        try:
+            filled = self.wait.format(timeout=1)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"Status.wait {self.wait!r}: only {{timeout}} is filled in ({exc})"
+            ) from None
+        if filled == self.wait:
+            raise ValueError(f"Status.wait {self.wait!r} must say how long: put {{timeout}} in it")
+
+    def waiting(self, seconds: float) -> str:
+        """The blocking form for at most `seconds` (whole seconds, at least 1)."""
+        assert self.wait is not None
+        return self.wait.format(timeout=max(1, math.ceil(seconds)))
 
 
 @dataclass(frozen=True)

@@ -209,6 +209,21 @@ def test_restart_and_down_up(box: Box) -> None:
     box.wait_healthy()
 
 
+def test_status_wait_answers_once_healthy_and_at_its_timeout_when_not(box: Box) -> None:
+    """`status --wait` is status's blocking form (gate's Status.wait): after a restart it
+    answers healthy, each service marked by the process now running it; with a service
+    stopped it answers degraded at its timeout."""
+    assert box.ctl("restart").returncode == 0
+    waited = box.ctl("status", "--json", "--wait", "30")
+    assert (waited.returncode, json.loads(waited.stdout)["overall"]) == (0, "healthy")
+    marks = {n: int((box.path / "run" / f"{n}.ready").read_text()) for n in DEFAULT}
+    assert marks == {n: pid for n, (pid, _) in box.pids().items()}
+    assert box.ctl("stop", "worker-1").returncode == 0
+    waited = box.ctl("status", "--json", "--wait", "1")
+    assert waited.returncode == 1
+    assert json.loads(waited.stdout)["services"]["worker-1"]["state"] == "exited"
+
+
 def test_backup_restore_round_trip_after_divergence(box: Box) -> None:
     proc = box.ctl("backup", "-y")
     assert proc.returncode == 0 and proc.stdout.startswith("Backup written to: ")

@@ -191,11 +191,16 @@ class FakeStack:
         *,
         directory: str = DIR,
         wait_windows: float | None = 0.3,
+        blocking_status: bool = True,
         **defects: Any,
     ) -> None:
         self.dir = directory
         self.defects = Defects()
         contract = load_contract()
+        if not blocking_status:  # readiness polls the status command, as most stacks need
+            contract = dataclasses.replace(
+                contract, status=dataclasses.replace(contract.status, wait=None)
+            )
         self.contract = contract if wait_windows is None else quick(contract, wait_windows)
         """The repo's contract (matrix.py), its wait windows cut short unless wait_windows=None."""
         self.target = ScriptedTarget(name="fake-stack")
@@ -1017,6 +1022,7 @@ STACKCTL: tuple[tuple[re.Pattern[str], Handler], ...] = tuple(
     (re.compile(pattern), handler)
     for pattern, handler in (
         (r"status --json", FakeStack._ctl_status_json),
+        (r"status --json --wait \d+", FakeStack._ctl_status_json),  # the fake is ready at once
         (r"status", FakeStack._ctl_status),
         (r"apply -y", FakeStack._ctl_apply),
         (r"version --json", FakeStack._ctl_version),

@@ -141,7 +141,7 @@ def cmd_rm(box: Path, args: argparse.Namespace) -> int:
 
 
 def cmd_status(box: Path, args: argparse.Namespace) -> int:
-    code, doc = status.collect(box)
+    code, doc = status.collect(box) if args.wait is None else status.wait(box, args.wait)
     print(json.dumps(doc, indent=2) if args.json else status.render_text(doc))
     return code
 
@@ -205,7 +205,9 @@ def parser() -> argparse.ArgumentParser:
     kill = sub.add_parser("kill")
     kill.add_argument("-s", "--signal", default="SIGKILL")
     kill.add_argument("service")
-    sub.add_parser("status").add_argument("--json", action="store_true")
+    status_verb = sub.add_parser("status")
+    status_verb.add_argument("--json", action="store_true")
+    status_verb.add_argument("--wait", type=float, metavar="SECONDS", help="until healthy")
     logs = sub.add_parser("logs")
     logs.add_argument("service")
     logs.add_argument("-n", "--tail", dest="n", type=int, default=50)

@@ -13,10 +13,18 @@ from typing import Any
 
 from stacklib import VERSION, config, envfile
 from stacklib.net import FetchError, fetch_json
+from stacklib.ready import announced
 from stacklib.supd import Supervisor, SupervisorDown
 
 PROBE_TIMEOUT_S = 1.0
 EXIT_HEALTHY, EXIT_DEGRADED, EXIT_UNKNOWN = 0, 1, 2
+MARK_POLL_S = 0.01
+"""A round of marks is a few stat/read calls: microseconds of CPU every 10 ms."""
+STATUS_EVERY_S = {True: 0.25, False: 1.0}
+"""The full status (HTTP probes of every service) runs as soon as every service is
+marked, then this often while it is not healthy: 0.25 s once all are marked, 1 s while
+some are not (a service that never marks, or marks too soon, costs lag, never a wrong
+answer)."""
 
 
 def probe_targets(
@@ -184,3 +192,26 @@ def render_text(doc: dict[str, Any]) -> str:
     lines.append(f"overall: {doc['overall']}")
     lines += [f"  - {reason}" for reason in doc["reasons"]]
     return "\n".join(lines)
+
+
+def wait(box: Path, timeout: float) -> tuple[int, dict[str, Any]]:
+    """`status --wait`: collect's answer once it is healthy, or its last one at `timeout`.
+
+    Polling collect itself would cost every service an HTTP probe a few times a second;
+    the ready marks (stacklib/ready.py) cost a stat each, so they are polled instead."""
+    deadline = time.monotonic() + timeout
+    try:
+        expected = config.expected_services(config.load(box))
+    except config.ConfigError:
+        return collect(box)  # says why, exit 2
+    next_status, was_marked = time.monotonic() + STATUS_EVERY_S[False], False
+    while True:
+        marked = all(announced(box, name) for name in expected)
+        now = time.monotonic()
+        if (marked and not was_marked) or now >= min(next_status, deadline):
+            code, doc = collect(box)
+            if code == EXIT_HEALTHY or time.monotonic() >= deadline:
+                return code, doc
+            next_status = time.monotonic() + STATUS_EVERY_S[marked]
+        was_marked = marked
+        time.sleep(MARK_POLL_S)

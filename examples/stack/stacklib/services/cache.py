@@ -6,6 +6,7 @@ import time
 
 from stacklib import SERVICE_VERSIONS
 from stacklib.net import log, serve
+from stacklib.ready import announce
 from stacklib.services.common import start
 
 
@@ -19,6 +20,7 @@ def main() -> None:
 
     serve("127.0.0.1", int(rt.settings["port"]), {("GET", "/health"): health})
     log("cache", f"listening on 127.0.0.1:{rt.settings['port']}")
+    announce(rt.box, rt.name)
     while True:
         time.sleep(3600)
 

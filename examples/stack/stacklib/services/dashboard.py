@@ -10,6 +10,7 @@ from typing import Any
 
 from stacklib import VERSION
 from stacklib.net import FetchError, JsonHandler, bearer_ok, fetch_json, log, serve
+from stacklib.ready import announce
 from stacklib.services.common import Runtime, start
 
 
@@ -85,6 +86,7 @@ def main() -> None:
     serve("127.0.0.1", int(rt.settings["port"]), {("GET", "/api/state"): state}, context)
     scheme = "https" if context else "http"
     log("dashboard", f"serving {scheme}://127.0.0.1:{rt.settings['port']}/api/state")
+    announce(rt.box, rt.name)
     while True:
         time.sleep(3600)
 

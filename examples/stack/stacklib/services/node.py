@@ -17,6 +17,7 @@ from typing import Any
 
 from stacklib import SERVICE_VERSIONS
 from stacklib.net import JsonHandler, bearer_ok, log, serve
+from stacklib.ready import announce
 from stacklib.services.common import Runtime, start
 
 GENESIS_TARGET = 120
@@ -157,6 +158,7 @@ def main() -> None:
                 wedged.set()
             if chain.synchronized() and not announced:
                 log("node", f"synchronized at height {chain.height()}")
+                announce(rt.box, rt.name)
                 announced = True
             save(data, chain)
     finally:

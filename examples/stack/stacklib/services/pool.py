@@ -8,6 +8,7 @@ from typing import Any
 
 from stacklib import SERVICE_VERSIONS
 from stacklib.net import FetchError, JsonHandler, fetch_json, log, serve
+from stacklib.ready import announce
 from stacklib.services.common import start
 
 
@@ -25,6 +26,7 @@ def main() -> None:
 
     serve("127.0.0.1", int(rt.settings["port"]), {("GET", "/status"): status})
     log("pool", f"tier {rt.args.tier}: waiting for the node at {_redact(rt.settings['node_url'])}")
+    announce(rt.box, rt.name)
     while True:
         try:
             ready = bool(fetch_json(rt.settings["node_url"] + "/info", token)["synchronized"])

@@ -13,6 +13,7 @@ from typing import Any
 
 from stacklib import SERVICE_VERSIONS
 from stacklib.net import FetchError, JsonHandler, bearer_ok, fetch_json, log, serve
+from stacklib.ready import announce
 from stacklib.services.common import Runtime, start
 
 SHARE_S = 1.0
@@ -97,6 +98,7 @@ def main() -> None:
     routes = {("POST", "/share"): share, ("GET", "/stats"): lambda req: (200, adm.stats())}
     serve("127.0.0.1", int(rt.settings["port"]), routes)
     log("proxy", f"admitting workers on 127.0.0.1:{rt.settings['port']}")
+    announce(rt.box, rt.name)
     node_token = rt.node_token()
     while True:
         try:

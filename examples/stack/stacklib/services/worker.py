@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from stacklib.net import FetchError, fetch_json, log
+from stacklib.ready import announce
 from stacklib.services.common import start
 from stacklib.services.proxy import share_interval
 
@@ -25,6 +26,8 @@ def main() -> None:
             reason = str(exc)
         if ok != accepted:
             log(rt.name, "shares accepted" if ok else f"shares refused: {reason}")
+            if ok:
+                announce(rt.box, rt.name)
             accepted = ok
         heartbeat.touch()
         time.sleep(share_interval(rt))
