@@ -2,6 +2,7 @@
 and the CPU gate's polling costs on the box.
 
     .venv/bin/python -m bench.readiness_lag [--n 20] [--time-scale 1] [--paths local,ssh]
+        [--readiness wait,polls]
 
 Installs one sample-stack box in a temp dir (real supervisord), then for each path (the
 local target, and SSH over a throwaway loopback sshd) restarts the stack N times through
@@ -16,12 +17,15 @@ the matrix phase does after an apply. For each restart:
   share of one core.
 
 Each SSH transport gate offers (the persistent channel, `exec`) named by
-`--ssh-transports` gets its own row. Figures, never assertions.
+`--ssh-transports` gets its own row, once with the sample's blocking status (Status.wait,
+asked once) and once polling the status command (`--readiness`). Figures, never
+assertions.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -113,9 +117,15 @@ def local_route(box: Path) -> Route:
 
 
 def measure(
-    route: Route, box: Path, contract: StackContract, watcher: LogWatcher, n: int, warmup: int
+    route: Route,
+    box: Path,
+    contract: StackContract,
+    watcher: LogWatcher,
+    n: int,
+    warmup: int,
 ) -> Row:
-    row = Row(route.name)
+    how = "blocking status" if contract.status.wait else "polls"
+    row = Row(f"{route.name}, {how}")
     target = route.target()
     try:
         target.open()
@@ -225,9 +235,19 @@ def sshd_in(workdir: Path, wanted: bool) -> Iterator[Sshd | None]:
         server.stop()
 
 
+def readiness_contracts(contract: StackContract, chosen: list[str]) -> list[StackContract]:
+    """The sample's contract as declared (readiness asks its blocking status, Status.wait:
+    "wait") and without it (readiness polls the status command: "polls")."""
+    polling = dataclasses.replace(contract, status=dataclasses.replace(contract.status, wait=None))
+    ways = {"wait": contract, "polls": polling}
+    return [ways[name] for name in ways if name in chosen] or list(ways.values())
+
+
 def run(args: argparse.Namespace) -> list[str]:
     began = Started()
-    contract = load_contract_file(REPO / "matrix.py").contract
+    contracts = readiness_contracts(
+        load_contract_file(REPO / "matrix.py").contract, args.readiness.split(",")
+    )
     wanted = [p.strip() for p in args.paths.split(",") if p.strip()]
     with tempfile.TemporaryDirectory(prefix="gate-bench-ready-") as tmp:
         box = Path(tmp) / "box"
@@ -239,7 +259,11 @@ def run(args: argparse.Namespace) -> list[str]:
             watcher = LogWatcher(box / "logs")
             watcher.start()
             try:
-                rows = [measure(p, box, contract, watcher, args.n, args.warmup) for p in paths]
+                rows = [
+                    measure(p, box, contract, watcher, args.n, args.warmup)
+                    for p in paths
+                    for contract in contracts
+                ]
             finally:
                 watcher.stop()
     return [
@@ -261,6 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1, help="restarts left out first")
     parser.add_argument("--time-scale", type=float, default=1.0, help="the stack's time scale")
     parser.add_argument("--paths", default="local,ssh", help="local, ssh or both")
+    parser.add_argument(
+        "--readiness",
+        default="wait,polls",
+        help="the sample's blocking status (wait), the status polls (polls), or both",
+    )
     parser.add_argument(
         "--ssh-transports",
         default="persistent,exec",

@@ -6,6 +6,7 @@ import json
 import ssl
 import stat
 import tarfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -218,6 +219,10 @@ def test_status_wait_answers_once_healthy_and_at_its_timeout_when_not(box: Box) 
     assert (waited.returncode, json.loads(waited.stdout)["overall"]) == (0, "healthy")
     marks = {n: int((box.path / "run" / f"{n}.ready").read_text()) for n in DEFAULT}
     assert marks == {n: pid for n, (pid, _) in box.pids().items()}
+    (box.path / "run" / "worker-2.ready").unlink()  # a service that never marks again
+    began = time.monotonic()
+    waited = box.ctl("status", "--json", "--wait", "40")
+    assert waited.returncode == 0 and time.monotonic() - began < 20  # answered, not timed out
     assert box.ctl("stop", "worker-1").returncode == 0
     waited = box.ctl("status", "--json", "--wait", "1")
     assert waited.returncode == 1

@@ -19,12 +19,13 @@ from stacklib.supd import Supervisor, SupervisorDown
 PROBE_TIMEOUT_S = 1.0
 EXIT_HEALTHY, EXIT_DEGRADED, EXIT_UNKNOWN = 0, 1, 2
 MARK_POLL_S = 0.01
-"""A round of marks is a few stat/read calls: microseconds of CPU every 10 ms."""
-STATUS_EVERY_S = {True: 0.25, False: 1.0}
-"""The full status (HTTP probes of every service) runs as soon as every service is
-marked, then this often while it is not healthy: 0.25 s once all are marked, 1 s while
-some are not (a service that never marks, or marks too soon, costs lag, never a wrong
-answer)."""
+"""A round of ready marks is a stat and a read per service not yet marked: microseconds
+of CPU every 10 ms."""
+RECHECK_S, BACKSTOP_S = 0.25, (1.0, 8.0)
+"""The full status (an HTTP probe of every service) runs the moment the last service is
+marked, then every RECHECK_S while it is still not healthy. While some are unmarked it
+runs anyway, from every 1 s backing off to every 8 s: a service that never marks (or a
+mark that lies) costs lag, never a wrong answer."""
 
 
 def probe_targets(
@@ -201,17 +202,18 @@ def wait(box: Path, timeout: float) -> tuple[int, dict[str, Any]]:
     the ready marks (stacklib/ready.py) cost a stat each, so they are polled instead."""
     deadline = time.monotonic() + timeout
     try:
-        expected = config.expected_services(config.load(box))
+        unmarked = set(config.expected_services(config.load(box)))
     except config.ConfigError:
         return collect(box)  # says why, exit 2
-    next_status, was_marked = time.monotonic() + STATUS_EVERY_S[False], False
+    backstop = BACKSTOP_S[0]
+    next_status = time.monotonic() + backstop
     while True:
-        marked = all(announced(box, name) for name in expected)
-        now = time.monotonic()
-        if (marked and not was_marked) or now >= min(next_status, deadline):
+        were_unmarked = bool(unmarked)
+        unmarked = {name for name in unmarked if not announced(box, name)}
+        if (were_unmarked and not unmarked) or time.monotonic() >= min(next_status, deadline):
             code, doc = collect(box)
             if code == EXIT_HEALTHY or time.monotonic() >= deadline:
                 return code, doc
-            next_status = time.monotonic() + STATUS_EVERY_S[marked]
-        was_marked = marked
+            backstop = RECHECK_S if not unmarked else min(2 * backstop, BACKSTOP_S[1])
+            next_status = time.monotonic() + backstop
         time.sleep(MARK_POLL_S)
