@@ -245,6 +245,8 @@ def header(n: int, warmup: int) -> list[str]:
         f"{warmup} warm-up runs excluded ({now})",
         f"machine: {os.cpu_count()} cores, {platform.machine()}, Python "
         f"{platform.python_version()}, {platform.system()} {platform.release()}",
+        "load average at the end (1, 5, 15 min): "
+        + " ".join(f"{load:.2f}" for load in os.getloadavg()),
     ]
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from gate.shellhost import as_tool_call, serve
+from gate import shellhost
+from gate.shellhost import as_tool_call, run_shell, serve
 
 TOOL = "python3 .gate/boxtool.py"
 
@@ -79,3 +83,38 @@ def test_a_request_without_the_marker_ends_the_far_end_without_running(header: b
     replies = io.BytesIO()
     serve(io.BytesIO(b"m\n" + header + b"true"), replies)
     assert replies.getvalue() == b"m 0 ready 0 0\n"
+
+
+def test_a_command_gets_sigpipe_back_at_its_default() -> None:
+    """Python ignores SIGPIPE and an ignored signal survives exec: the far end must hand
+    each command the default, or `yes | head -n 1` would never die of its pipe."""
+    status, out, _err = run_shell("kill -PIPE $$; echo survived", 5.0, None)
+    assert (status, out) == (b"141", b"")
+
+
+def test_a_nul_in_a_command_is_could_not_start_not_the_far_ends_end() -> None:
+    status, _out, err = run_shell("echo a\0b", 5.0, None)
+    assert status == b"E"
+    assert b"cannot start" in err
+
+
+def test_a_command_never_holds_a_descriptor_the_far_end_inherited() -> None:
+    """A descriptor the far end was started with (one sshd or a shim left open) stays out
+    of every command: a command holding it could keep a pipe of the runner's open."""
+    read_end, write_end = os.pipe()
+    command = b"ls /proc/$$/fd"
+    far_end = subprocess.run(
+        [sys.executable, str(Path(shellhost.__file__))],
+        input=b"m\nm 1 5.0 %d 0 0\n%s" % (len(command), command),
+        capture_output=True,
+        pass_fds=[write_end],
+        timeout=30,
+        check=True,
+    )
+    os.close(read_end)
+    os.close(write_end)
+    header, _, body = far_end.stdout.partition(b"\n")[2].partition(b"\n")
+    assert header.split()[2] == b"0", far_end.stdout
+    listed = body.split()
+    assert b"0" in listed  # the listing is real
+    assert str(write_end).encode() not in listed
