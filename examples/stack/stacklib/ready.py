@@ -13,19 +13,23 @@ import os
 from pathlib import Path
 
 
+def mark(box: Path, name: str) -> str:
+    """Where `name`'s mark is (a str: the wait reads it a hundred times a second)."""
+    return os.path.join(box, "run", f"{name}.ready")
+
+
 def announce(box: Path, name: str) -> None:
     """Mark `name` ready (atomically: a reader never sees half a pid)."""
-    mark = box / "run" / f"{name}.ready"
-    partial = mark.with_name(f".{mark.name}.{os.getpid()}")
-    partial.write_text(str(os.getpid()), encoding="utf-8")
-    partial.replace(mark)
+    partial = f"{mark(box, name)}.{os.getpid()}"
+    Path(partial).write_text(str(os.getpid()), encoding="utf-8")
+    os.replace(partial, mark(box, name))
 
 
-def announced(box: Path, name: str) -> bool:
-    """Whether the process that marked `name` ready is still alive."""
+def announced(path: str) -> bool:
+    """Whether the process that wrote the mark at `path` is still alive."""
     try:
-        pid = int((box / "run" / f"{name}.ready").read_text(encoding="utf-8"))
-        os.kill(pid, 0)
+        with open(path, "rb") as handle:
+            os.kill(int(handle.read()), 0)
     except (OSError, ValueError):
         return False
     return True

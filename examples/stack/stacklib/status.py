@@ -13,14 +13,14 @@ from typing import Any
 
 from stacklib import VERSION, config, envfile
 from stacklib.net import FetchError, fetch_json
-from stacklib.ready import announced
+from stacklib.ready import announced, mark
 from stacklib.supd import Supervisor, SupervisorDown
 
 PROBE_TIMEOUT_S = 1.0
 EXIT_HEALTHY, EXIT_DEGRADED, EXIT_UNKNOWN = 0, 1, 2
-MARK_POLL_S = 0.01
-"""A round of ready marks is a stat and a read per service not yet marked: microseconds
-of CPU every 10 ms."""
+MARK_POLL_S = 0.02
+"""A round of ready marks is an open and a read per service not yet marked: tens of
+microseconds of CPU every 20 ms."""
 RECHECK_S, BACKSTOP_S = 0.25, (1.0, 8.0)
 """The full status (an HTTP probe of every service) runs the moment the last service is
 marked, then every RECHECK_S while it is still not healthy. While some are unmarked it
@@ -202,14 +202,14 @@ def wait(box: Path, timeout: float) -> tuple[int, dict[str, Any]]:
     the ready marks (stacklib/ready.py) cost a stat each, so they are polled instead."""
     deadline = time.monotonic() + timeout
     try:
-        unmarked = set(config.expected_services(config.load(box)))
+        unmarked = {mark(box, name) for name in config.expected_services(config.load(box))}
     except config.ConfigError:
         return collect(box)  # says why, exit 2
     backstop = BACKSTOP_S[0]
     next_status = time.monotonic() + backstop
     while True:
         were_unmarked = bool(unmarked)
-        unmarked = {name for name in unmarked if not announced(box, name)}
+        unmarked = {path for path in unmarked if not announced(path)}
         if (were_unmarked and not unmarked) or time.monotonic() >= min(next_status, deadline):
             code, doc = collect(box)
             if code == EXIT_HEALTHY or time.monotonic() >= deadline:
