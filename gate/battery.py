@@ -175,9 +175,10 @@ def await_ready(
     """wait_ready's record, and the batch of its last poll that read the status command.
 
     A stack that declares the status command's blocking form (Status.wait) is asked it
-    once, first: it answers the moment the stack knows it is ready, which no poll
-    interval matches. Its answer is judged like any poll's; if it is not ready (a stack
-    whose wait ends early), the ordinary polls go on to the same deadline."""
+    first (in slices of BLOCK_SLICE_S): it answers the moment the stack knows it is
+    ready, which no poll interval matches. Its answer is judged like any poll's; if it is
+    not ready (a stack whose wait ends early), the ordinary polls go on to the same
+    deadline."""
     endpoints = [
         p for p in box.contract.probes if isinstance(p, Http) and p.ready and p.applies(cfg)
     ]
