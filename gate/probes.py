@@ -54,7 +54,7 @@ class Status:
             return
         try:
             filled = self.wait.format(timeout=1)
-        except (KeyError, IndexError, ValueError) as exc:
+        except (LookupError, ValueError, TypeError, AttributeError) as exc:  # {timeout[0]}...
             raise ValueError(
                 f"Status.wait {self.wait!r}: only {{timeout}} is filled in ({exc})"
             ) from None

@@ -92,7 +92,12 @@ def test_a_blocking_status_that_says_ready_while_an_endpoint_is_down_is_not_read
 
 @pytest.mark.parametrize(
     ("wait", "says"),
-    [("status --wait", "must say how long"), ("status --wait {timeout} {other}", "only {timeout}")],
+    [
+        ("status --wait", "must say how long"),
+        ("status --wait {timeout} {other}", "only {timeout}"),
+        ("status --wait {timeout[0]}", "only {timeout}"),  # a TypeError, not a clear refusal
+        ("status --wait {timeout.seconds}", "only {timeout}"),  # an AttributeError
+    ],
 )
 def test_a_blocking_status_without_a_usable_timeout_is_refused(wait: str, says: str) -> None:
     with pytest.raises(ValueError, match=says):
