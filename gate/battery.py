@@ -40,6 +40,13 @@ time waited (up to 2 s), so a slow convergence does not run the stack's status c
 five times a second: a poll is one cheap call to the box, the status command is not
 (docs/performance.md)."""
 
+BLOCK_SLICE_S = 5.0
+"""The longest one ask of the stack's blocking status (Status.wait). A signal is raised
+before the next command on the box, never during one, so a single ask for the whole
+readiness deadline would hold a Ctrl-C, or a CI runner's SIGTERM (and its SIGKILL a few
+seconds later, the box left dirty), for that whole deadline; asked slice by slice, a run
+unwinds within one slice. A slice ends the moment the stack is ready, so this costs no lag."""
+
 VALUE_POLL = {"first_interval": 0.05, "max_interval": 1.0}
 """Converging values and counters poll from 50 ms, doubling to 1 s: a poll reads one probe
 (tens of ms on the box), and a counter that grows once a second is seen within ~0.1 s of
@@ -168,9 +175,10 @@ def await_ready(
     """wait_ready's record, and the batch of its last poll that read the status command.
 
     A stack that declares the status command's blocking form (Status.wait) is asked it
-    once, first: it answers the moment the stack knows it is ready, which no poll
-    interval matches. Its answer is judged like any poll's; if it is not ready (a stack
-    whose wait ends early), the ordinary polls go on to the same deadline."""
+    first (in slices of BLOCK_SLICE_S): it answers the moment the stack knows it is
+    ready, which no poll interval matches. Its answer is judged like any poll's; if it is
+    not ready (a stack whose wait ends early), the ordinary polls go on to the same
+    deadline."""
     endpoints = [
         p for p in box.contract.probes if isinstance(p, Http) and p.ready and p.applies(cfg)
     ]
@@ -185,7 +193,7 @@ def await_ready(
         nonlocal endpoints_up, last, block
         if block:
             block = False
-            batch = read_batch(box, endpoints, cfg, block_s=deadline - time.monotonic())
+            batch = blocking()
             endpoints_up = answering(batch)
             asked = True
         else:
@@ -201,6 +209,19 @@ def await_ready(
         for endpoint in endpoints:
             seen[endpoint.name] = batch.readings[endpoint.name].asked().error or "answering"
         return seen
+
+    def blocking() -> Batch:
+        """The blocking status, slice by slice, until it says ready, says not ready before
+        its slice ended (a stack whose wait does not block: the polls take over), could not
+        be asked, or the deadline passed."""
+        while True:
+            ask, began = min(BLOCK_SLICE_S, deadline - time.monotonic()), time.monotonic()
+            batch = read_batch(box, endpoints, cfg, block_s=ask)
+            code, now = batch.status_code, time.monotonic()
+            if code.lost is not None or code.value == 0 or now >= deadline:
+                return batch
+            if now - began < ask / 2:
+                return batch
 
     def answering(batch: Batch) -> bool:
         return all(batch.readings[e.name].asked().usable for e in endpoints)

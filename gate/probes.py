@@ -45,15 +45,16 @@ class Status:
     wait: str | None = None
     """The status command's blocking form, if the stack has one (`status --json --wait
     {timeout}`): the same output and exit codes, given once the stack is healthy, or at
-    `{timeout}` seconds (filled in by the gate). Readiness then asks it once instead of
-    polling (docs/writing-a-matrix.md, Status.wait); its answer is still judged as a status read."""
+    `{timeout}` seconds (filled in by the gate). Readiness then asks it (in slices of at
+    most 5 s, gate/battery.py BLOCK_SLICE_S) instead of polling (docs/writing-a-matrix.md,
+    Status.wait); its answer is still judged as a status read."""
 
     def __post_init__(self) -> None:
         if self.wait is None:
             return
         try:
             filled = self.wait.format(timeout=1)
-        except (KeyError, IndexError, ValueError) as exc:
+        except (LookupError, ValueError, TypeError, AttributeError) as exc:  # {timeout[0]}...
             raise ValueError(
                 f"Status.wait {self.wait!r}: only {{timeout}} is filled in ({exc})"
             ) from None
