@@ -18,7 +18,7 @@ the matrix phase does after an apply. For each restart:
 
 Each SSH transport gate offers (the persistent channel, `exec`) named by
 `--ssh-transports` gets its own row, once with the sample's blocking status (Status.wait,
-asked once) and once polling the status command (`--readiness`). Figures, never
+asked in slices) and once polling the status command (`--readiness`). Figures, never
 assertions.
 """
 

@@ -218,9 +218,8 @@ def await_ready(
             ask, began = min(BLOCK_SLICE_S, deadline - time.monotonic()), time.monotonic()
             batch = read_batch(box, endpoints, cfg, block_s=ask)
             code, now = batch.status_code, time.monotonic()
-            if code.lost is not None or code.value == 0 or now >= deadline:
-                return batch
-            if now - began < ask / 2:
+            answered_early = now - began < ask / 2
+            if code.lost is not None or code.value == 0 or now >= deadline or answered_early:
                 return batch
 
     def answering(batch: Batch) -> bool:
