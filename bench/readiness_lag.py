@@ -64,6 +64,13 @@ class Sample:
     cpu: float
     window: float
     polls: int
+    stack_cpu: float
+    """Of `cpu`, what the stack's own commands (its status, blocking or not) used."""
+
+    @property
+    def gate_cpu(self) -> float:
+        """What gate's polling itself cost: the rest (the far end, boxtool, the shells)."""
+        return max(0.0, self.cpu - self.stack_cpu)
 
 
 @dataclass
@@ -144,8 +151,38 @@ def measure(
     return row
 
 
+CPU_WRAPPER = """#!/bin/bash
+# bench/readiness_lag.py: the sample's control command; its CPU (user, sys) is logged.
+TIMEFORMAT='%3U %3S'
+{{ time {stackctl} "$@" 2>&3 ; }} 3>&2 2>> {log}
+"""
+
+
+def cpu_wrapper(box: Path) -> Path:
+    """A control command that logs each stackctl run's CPU to box/stack-cpu.log: the box
+    CPU splits into the stack's own status runs and gate's polling."""
+    wrapper = box / "cpu-stackctl"
+    wrapper.write_text(CPU_WRAPPER.format(stackctl=box / "stackctl", log=stack_cpu_log(box)))
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def stack_cpu_log(box: Path) -> Path:
+    return box / "stack-cpu.log"
+
+
+def stack_cpu_since(log: Path, offset: int) -> float:
+    """The CPU seconds the stack's commands logged past `offset` bytes of the log."""
+    if not log.exists():
+        return 0.0
+    with log.open("rb") as handle:
+        handle.seek(offset)
+        lines = handle.read().decode().split("\n")
+    return sum(float(u) + float(s) for u, s in (line.split() for line in lines if line.strip()))
+
+
 def _spec_of(box: Path) -> HostSpec:
-    return HostSpec(name="bench", host="box", dir=str(box))
+    return HostSpec(name="bench", host="box", dir=str(box), control=str(box / "cpu-stackctl"))
 
 
 def one_restart(
@@ -171,9 +208,12 @@ def one_restart(
         if attempt.ready:
             seen.append(now)
 
+    log = stack_cpu_log(Path(gbox.host.dir))
+    offset = log.stat().st_size if log.exists() else 0
     began, cpu0 = time.time(), _cpu(route)
     record = wait_ready(gbox, cfg, READY_TIMEOUT, observe)
     cpu1, ended = _cpu(route), time.time()
+    stack_cpu = stack_cpu_since(log, offset)
     if record.verdict is not Verdict.PASS or not seen:
         row.notes.append(f"not ready: {record.evidence[:120]}")
         return None
@@ -184,7 +224,7 @@ def one_restart(
     if log_ready < began:
         row.early += 1
         return None
-    return Sample(seen[-1] - log_ready, cpu1 - cpu0, ended - began, len(polls))
+    return Sample(seen[-1] - log_ready, cpu1 - cpu0, ended - began, len(polls), stack_cpu)
 
 
 def _cpu(route: Route) -> float:
@@ -193,7 +233,8 @@ def _cpu(route: Route) -> float:
 
 HEADER = (
     "path", "lag median ms", "lag p95 ms", "x 100 ms", "x 250 ms", "polls/wait",
-    "box CPU median", "box CPU p95", "x 5%", "box CPU ms/poll", "note",
+    "box CPU median", "box CPU p95", "x 5%", "box CPU ms/poll", "of it stack's status",
+    "gate's polling", "gate's x 5%", "note",
 )  # fmt: skip
 
 
@@ -206,6 +247,7 @@ def row_cells(row: Row) -> tuple[str, ...]:
         return (row.path, *("-" for _ in HEADER[1:-1]), note or "no sample")
     lags = [s.lag * 1000 for s in row.samples]
     shares = [s.cpu / s.window for s in row.samples if s.window > 0]
+    gate_shares = [s.gate_cpu / s.window for s in row.samples if s.window > 0]
     return (
         row.path,
         f"{median(lags):.0f}",
@@ -217,6 +259,9 @@ def row_cells(row: Row) -> tuple[str, ...]:
         percent(p95(shares), 1.0),
         ratio(median(shares), TARGET_CPU),
         f"{median([1000 * s.cpu / s.polls for s in row.samples if s.polls]):.0f}",
+        percent(median([s.stack_cpu / s.window for s in row.samples if s.window > 0]), 1.0),
+        percent(median(gate_shares), 1.0),
+        ratio(median(gate_shares), TARGET_CPU),
         note,
     )
 
@@ -253,6 +298,7 @@ def run(args: argparse.Namespace) -> list[str]:
         box = Path(tmp) / "box"
         with boxes(box), sshd_in(Path(tmp) / "sshd", "ssh" in wanted) as sshd:
             install(box, args.time_scale)
+            cpu_wrapper(box)
             paths = [local_route(box)] if "local" in wanted else []
             if sshd is not None:
                 paths += ssh_routes(sshd, box, args.ssh_transports.split(","))
@@ -272,7 +318,8 @@ def run(args: argparse.Namespace) -> list[str]:
         f"({began.stamp})",
         began.machine(),
         "lag = the poll that saw ready returned - the last expected service's ready line in "
-        "its log; box CPU = CPU of what gate ran on the box over the wait, share of one core",
+        "its log; box CPU = CPU of what gate ran on the box over the wait, share of one core; "
+        "of it, the stack's status runs (timed on the box) and the rest, gate's polling",
         "targets (issue 10): lag median 100 ms, p95 250 ms, box CPU 5% of one core",
         "",
         *aligned([HEADER, *(row_cells(r) for r in rows)]),

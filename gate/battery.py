@@ -61,20 +61,19 @@ class Reads:
     read alone."""
 
     def __init__(
-        self, box: Box, cfg: Config, probes: Iterable[str] = (), status: Batch | None = None
+        self, box: Box, cfg: Config, probes: Iterable[str] = (), recent: Batch | None = None
     ) -> None:
-        """`status`: a batch that read the status command a moment ago (readiness's last
-        poll): its reading is used instead of running the stack's status command again."""
+        """`recent`: the batch of readiness's last poll, read a moment ago: its readings
+        (the status command's, and the ready endpoints read with it) are used instead of
+        asking the box again. A counter's first value is then its value at readiness."""
         self.box, self.cfg = box, cfg
-        wanted = [box.contract.probe(name) for name in dict.fromkeys(probes) if name != STATUS]
-        batch = read_batch(box, wanted, cfg, status=status is None)
-        self._readings: dict[str, Reading[Any]] = batch.readings
-        self.seconds: dict[str, float] = batch.seconds
-        self.status_code = batch.status_code
-        if status is not None:
-            self.status_code = status.status_code
-            self._readings[STATUS] = status.readings[STATUS]
-            self.seconds[STATUS] = status.seconds.get(STATUS, 0.0)
+        taken = recent.readings if recent is not None else {}
+        wanted = [box.contract.probe(name) for name in dict.fromkeys(probes)
+                  if name != STATUS and name not in taken]  # fmt: skip
+        batch = read_batch(box, wanted, cfg, status=recent is None)
+        self._readings: dict[str, Reading[Any]] = {**taken, **batch.readings}
+        self.seconds: dict[str, float] = {**(recent.seconds if recent else {}), **batch.seconds}
+        self.status_code = batch.status_code if recent is None else recent.status_code
 
     def get(self, name: str) -> Reading[Any]:
         if name not in self._readings:
@@ -101,15 +100,15 @@ def battery(
     cfg: Config,
     facts: Mapping[str, str],
     observe: Observer[Any] | None = None,
-    status: Batch | None = None,
+    recent: Batch | None = None,
 ) -> list[CheckRecord]:
-    """Every check the contract declares, and the built-ins, against one config (`status`:
+    """Every check the contract declares, and the built-ins, against one config (`recent`:
     see Reads)."""
     contract = box.contract
     ctx = Context(config=cfg, facts=facts)
     checks = applicable(box, cfg)
     needed = [contract.services.probe, *(c.probe for c in checks)]
-    reads = Reads(box, cfg, [*needed, *(c.probe for c in contract.counters)], status)
+    reads = Reads(box, cfg, [*needed, *(c.probe for c in contract.counters)], recent)
     expected = contract.expected_services(cfg)
     services = reads.get(contract.services.probe)
     records = [
@@ -154,12 +153,12 @@ def ready_and_battery(
     timeout: float,
     observe: Observer[Any] | None = None,
 ) -> list[CheckRecord]:
-    """Readiness, then (once ready) the battery, which takes the status readiness last read
-    rather than running the stack's status command again a moment later."""
+    """Readiness, then (once ready) the battery, which takes what readiness last read (the
+    status, the ready endpoints) rather than asking the box again a moment later."""
     ready, last = await_ready(box, cfg, timeout, observe)
     if ready.verdict is not Verdict.PASS:
         return [ready]
-    return [ready, *battery(box, cfg, facts, observe, status=last)]
+    return [ready, *battery(box, cfg, facts, observe, recent=last)]
 
 
 def wait_ready(

@@ -104,7 +104,7 @@ def prove(run: Run, baseline: Baseline) -> list[CheckRecord]:
     for record in records:
         record.name = f"restore: {record.name}"
     if ready.verdict is Verdict.PASS:
-        checks = battery(box, cfg.value, run.ctx.facts, run.console.waiting, status=last)
+        checks = battery(box, cfg.value, run.ctx.facts, run.console.waiting, recent=last)
         for record in checks:
             record.name = f"{BATTERY}{record.name}"
         records += checks

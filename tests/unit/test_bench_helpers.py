@@ -286,3 +286,29 @@ def test_the_box_table_gives_each_fleet_size_its_ratio_to_one_box() -> None:
         ("4", "1", "16.0", "2.0x", "15.0"),
     ]
     assert rows[2][5] == "1 run(s) did not pass: gate fleet: failed"
+
+
+def test_the_readiness_benchs_cpu_wrapper_passes_everything_through_and_logs_the_cpu(
+    tmp_path: Path,
+) -> None:
+    """The stack's status runs must look to gate as they do unwrapped (exit code, both
+    streams), and each leaves one line of CPU seconds that stack_cpu_since adds up."""
+    readiness = load("readiness_lag")
+    (tmp_path / "stackctl").write_text(
+        "#!/bin/sh\ni=0; while [ $i -lt 20000 ]; do i=$((i+1)); done\n"
+        'echo "out $*"; echo err >&2; exit 3\n'
+    )
+    (tmp_path / "stackctl").chmod(0o755)
+    wrapper = readiness.cpu_wrapper(tmp_path)
+    log = readiness.stack_cpu_log(tmp_path)
+
+    ran = [subprocess.run([str(wrapper), "status", "--json"], capture_output=True, text=True)
+           for _ in range(2)]  # fmt: skip
+
+    assert [(r.returncode, r.stdout, r.stderr) for r in ran] == [
+        (3, "out status --json\n", "err\n")
+    ] * 2
+    assert len(log.read_text().splitlines()) == 2
+    first_line = len(log.read_text().splitlines()[0]) + 1
+    both, second = readiness.stack_cpu_since(log, 0), readiness.stack_cpu_since(log, first_line)
+    assert both > second > 0  # the loop burns CPU; the offset leaves the first run out

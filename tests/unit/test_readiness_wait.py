@@ -14,11 +14,11 @@ import pytest
 from fakestack import FakeStack
 
 import gate.battery as battery_module
-from gate.battery import ready_and_battery, wait_ready
+from gate.battery import Reads, await_ready, ready_and_battery, wait_ready
 from gate.box import Box, Event
 from gate.checks import Verdict
 from gate.observe import read_config
-from gate.probes import Status
+from gate.probes import STATUS, Status
 from gate.signals import Interrupted, SignalGuard
 from gate.testing.double import Reply
 
@@ -155,3 +155,20 @@ def test_a_stack_that_blocks_is_asked_again_each_slice_until_the_deadline(
     assert record.verdict is Verdict.FAIL, record.evidence
     assert asked == [1, 1, 1]
     assert all("--wait" in command for command in statuses(events[before:]))
+
+
+def test_the_battery_takes_the_ready_endpoints_readiness_read_with_the_status(
+    waiting_stack: Callable[[], tuple[FakeStack, Box, list[Event]]],
+) -> None:
+    """What readiness's last poll read a moment ago is not read again (a counter's first
+    value is then its value at readiness); a probe it did not read is."""
+    _, box, events = waiting_stack()
+    cfg = read_config(box).value
+    ready, last = await_ready(box, cfg, timeout=5)
+    assert ready.verdict is Verdict.PASS and last is not None
+    before = len(events)
+    reads = Reads(box, cfg, ["api", STATUS, "dashboard-port"], recent=last)
+    asked = [e.command for e in events[before:]]
+    assert reads.get("api") is last.readings["api"]
+    assert not any("/api/state" in command or "stackctl" in command for command in asked)
+    assert any("boxtool.py port" in command for command in asked), asked
