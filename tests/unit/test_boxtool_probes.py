@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import io
 import json
+import signal
 import socket
 import sys
 import threading
@@ -291,8 +292,15 @@ def test_exec_gives_a_command_killed_by_a_signal_the_shells_code(
     stack: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """128 + the signal, as a shell says it: not Python's negative code, which a process
-    exit would wrap (SIGHUP's -1 would even read as ssh's own failure, 255)."""
-    assert boxtool.main(["exec", "10", "kill -HUP $$"]) == 129
+    exit would wrap (SIGHUP's -1 would even read as ssh's own failure, 255).
+
+    SIGHUP at its default here: a command inherits an ignored SIGHUP (a run under
+    `nohup`), as any Unix child does, and would then not die of it."""
+    previous = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        assert boxtool.main(["exec", "10", "kill -HUP $$"]) == 129
+    finally:
+        signal.signal(signal.SIGHUP, previous)
     assert boxtool.main(["exec", "10", "kill -TERM $$"]) == 143
 
 
