@@ -35,9 +35,10 @@ typecheck: bootstrap
 	$(BIN)/mypy
 
 # Three workers (the end-to-end tests mostly wait on real daemons, not the CPU), one test
-# file each at a time: files that share a box keep it to themselves.
+# file each at a time: files that share a box keep it to themselves. The slowest files
+# start first (tests/conftest.py, tests/file_durations.json).
 test: bootstrap sysdeps lint typecheck
-	$(BIN)/pytest -q -n 3 --dist loadfile --durations=15
+	$(BIN)/pytest -q -n 3 --dist loadfile --no-loadscope-reorder --durations=15
 
 unit: bootstrap
 	$(BIN)/pytest -q tests/unit
