@@ -47,7 +47,8 @@ class NotAvailable(Exception):
 
 
 @contextlib.contextmanager
-def _gate_ssh(sshd: Sshd, *, persistent: bool) -> Iterator[SSHTarget]:
+def gate_target(sshd: Sshd, *, persistent: bool) -> Iterator[SSHTarget]:
+    """gate's SSHTarget on the bench's sshd, opened (bench/latency_floor.py uses it too)."""
     target = SSHTarget(
         sshd.host,
         port=sshd.port,
@@ -67,14 +68,14 @@ def _gate_ssh(sshd: Sshd, *, persistent: bool) -> Iterator[SSHTarget]:
 @contextlib.contextmanager
 def gate_persistent(sshd: Sshd) -> Iterator[Call]:
     """gate's SSHTarget.run over its persistent command channel (the default transport)."""
-    with _gate_ssh(sshd, persistent=True) as target:
+    with gate_target(sshd, persistent=True) as target:
         yield lambda: _checked(target.run(COMMAND, timeout=30))
 
 
 @contextlib.contextmanager
 def gate_exec(sshd: Sshd) -> Iterator[Call]:
     """gate's SSHTarget.run with `--transport exec`: a fabric exec channel per command."""
-    with _gate_ssh(sshd, persistent=False) as target:
+    with gate_target(sshd, persistent=False) as target:
         yield lambda: _checked(target.run(COMMAND, timeout=30))
 
 

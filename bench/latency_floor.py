@@ -19,15 +19,15 @@ from __future__ import annotations
 import argparse
 import os
 import select
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.command_latency import gate_target
+from bench.stats import median_ms, p95_ms
 from gate import shellhost
 from gate.channel import PersistentChannel
-from gate.target import SSHTarget
 from gate.testing.sshd import Sshd
 
 SHELL = ["/bin/sh", "-c", "true"]
@@ -57,13 +57,10 @@ def timed(layers: dict[str, Callable[[], object]], n: int, rounds: int = 10) -> 
                 call()
                 if round_:
                     samples[name].append(time.perf_counter() - started)
-    lines = []
-    for name, times in samples.items():
-        times.sort()
-        p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
-        median = statistics.median(times)
-        lines.append(f"{name:24s} median {median * 1e3:.3f} ms  p95 {p95 * 1e3:.3f} ms")
-    return lines
+    return [
+        f"{name:24s} median {median_ms(times):.3f} ms  p95 {p95_ms(times):.3f} ms"
+        for name, times in samples.items()
+    ]
 
 
 def main() -> None:
@@ -74,15 +71,7 @@ def main() -> None:
         sshd = Sshd(Path(tmp))
         sshd.start()
         try:
-            target = SSHTarget(
-                sshd.host,
-                port=sshd.port,
-                user=sshd.user,
-                identity=sshd.identity,
-                known_hosts=sshd.known_hosts,
-                user_known_hosts=sshd.known_hosts,
-            )
-            with target:
+            with gate_target(sshd, persistent=True) as target:
                 echo = target.transport.open_session()
                 echo.exec_command("cat")
                 channel = PersistentChannel(target.transport)

@@ -249,7 +249,7 @@ class Spawned:
         while self.exit_fd is None and not self.reaped(os.WNOHANG):  # no pidfd: poll the exit
             if time.monotonic() >= deadline:
                 return False
-            time.sleep(0.001)
+            time.sleep(0.001)  # sleep-ok: without a pidfd an exit has no fd to wait on
         return True
 
     def step(self, fd: int) -> None:

@@ -148,4 +148,4 @@ def sample_throughout(
         at = elapsed(value)
         if not holds(value) or (at >= window and len(samples) >= min_samples):
             return samples
-        time.sleep(min(interval, max(0.0, window - at)))
+        time.sleep(min(interval, max(0.0, window - at)))  # sleep-ok: the sampling cadence itself
