@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 def mark(box: Path, name: str) -> str:
-    """Where `name`'s mark is (a str: the wait reads it a hundred times a second)."""
+    """Where `name`'s mark is (a str: the wait reads it fifty times a second)."""
     return os.path.join(box, "run", f"{name}.ready")
 
 

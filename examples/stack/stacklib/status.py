@@ -199,7 +199,7 @@ def wait(box: Path, timeout: float) -> tuple[int, dict[str, Any]]:
     """`status --wait`: collect's answer once it is healthy, or its last one at `timeout`.
 
     Polling collect itself would cost every service an HTTP probe a few times a second;
-    the ready marks (stacklib/ready.py) cost a stat each, so they are polled instead."""
+    the ready marks (stacklib/ready.py) cost an open and a read each, so they are polled."""
     deadline = time.monotonic() + timeout
     try:
         unmarked = {mark(box, name) for name in config.expected_services(config.load(box))}
